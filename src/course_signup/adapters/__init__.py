@@ -1,0 +1,1 @@
+"""Adapters at the edge: database, cache, tokens, rate limits, metrics."""

@@ -1,0 +1,74 @@
+"""The async engine and session factory, and the schema-version check that guards start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from course_signup.settings import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine for the configured database, tuned per backend."""
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            settings.sqlalchemy_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
+        _serialise_sqlite_writes(engine)
+        return engine
+    return create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _serialise_sqlite_writes(engine: AsyncEngine) -> None:
+    # Every transaction starts with BEGIN IMMEDIATE: it takes SQLite's single write lock up
+    # front, so a read-then-write transaction (claim a seat, then insert) never fails to
+    # upgrade its lock, and concurrent writers queue on busy_timeout instead of erroring.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: objects returned by a use case stay readable after its commit.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The Alembic revision the database is at, or None when it was never migrated."""
+    async with engine.connect() as connection:
+        has_table = await connection.run_sync(
+            lambda sync: sync.dialect.has_table(sync, "alembic_version")
+        )
+        if not has_table:
+            return None
+        return (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

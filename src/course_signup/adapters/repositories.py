@@ -1,0 +1,397 @@
+"""Repositories: every SQL statement the service runs, behind methods named in domain terms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from course_signup.domain.errors import CourseNotFoundError
+from course_signup.domain.models import (
+    STATUS_ENROLLED,
+    STATUS_WAITLISTED,
+    Course,
+    CourseEvent,
+    Enrollment,
+    IdempotencyRecord,
+)
+from course_signup.domain.pagination import PageRequest
+
+
+def _upsert(session: AsyncSession) -> Any:
+    """The dialect's INSERT that knows ON CONFLICT (PostgreSQL and SQLite both do)."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _open_at(at: datetime) -> Any:
+    return and_(
+        or_(Course.registration_opens_at.is_(None), Course.registration_opens_at <= at),
+        or_(Course.registration_closes_at.is_(None), Course.registration_closes_at > at),
+    )
+
+
+class CourseRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, course_id: str, *, for_update: bool = False) -> Course:
+        """The course, row-locked until commit when `for_update`; CourseNotFoundError if none."""
+        # populate_existing: a re-read inside the transaction sees its own counter updates.
+        query = (
+            select(Course)
+            .where(Course.course_id == course_id)
+            .execution_options(populate_existing=True)
+        )
+        if for_update:
+            query = query.with_for_update()
+        course = (await self.session.execute(query)).scalar_one_or_none()
+        if course is None:
+            raise CourseNotFoundError()
+        return course
+
+    async def list(self, page: PageRequest) -> Sequence[Course]:
+        query = select(Course).order_by(Course.course_id).limit(page.limit + 1)
+        if page.after is not None:
+            query = query.where(Course.course_id > page.after[0])
+        return (await self.session.execute(query)).scalars().all()
+
+    async def claim_seat(self, course_id: str, *, at: datetime) -> bool:
+        """Take one seat if the course is open and not full. The database decides the last seat."""
+        result = await self.session.execute(
+            update(Course)
+            .where(
+                Course.course_id == course_id,
+                or_(Course.capacity.is_(None), Course.enrolled < Course.capacity),
+                _open_at(at),
+            )
+            .values(enrolled=Course.enrolled + 1, updated_at=at)
+            .returning(Course.course_id)
+            .execution_options(synchronize_session=False)
+        )
+        return result.first() is not None
+
+    async def take_waitlist_ticket(self, course_id: str, *, at: datetime) -> int:
+        """The next waitlist ticket number for the (locked) course; counts the new waitlister."""
+        result = await self.session.execute(
+            update(Course)
+            .where(Course.course_id == course_id)
+            .values(
+                waitlist_seq=Course.waitlist_seq + 1,
+                waitlisted=Course.waitlisted + 1,
+                updated_at=at,
+            )
+            .returning(Course.waitlist_seq)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.scalar_one())
+
+    async def adjust_counters(
+        self, course_id: str, *, enrolled: int = 0, waitlisted: int = 0, at: datetime
+    ) -> None:
+        await self.session.execute(
+            update(Course)
+            .where(Course.course_id == course_id)
+            .values(
+                enrolled=Course.enrolled + enrolled,
+                waitlisted=Course.waitlisted + waitlisted,
+                updated_at=at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    async def add(self, course: Course) -> bool:
+        """Insert a new course; False if one with that id exists."""
+        values = {
+            column.key: getattr(course, column.key)
+            for column in Course.__table__.columns
+            if getattr(course, column.key) is not None
+        }
+        result = await self.session.execute(
+            _upsert(self.session)(Course)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Course.course_id])
+            .returning(Course.course_id)
+        )
+        return result.first() is not None
+
+    async def upsert(self, values: dict[str, Any]) -> None:
+        """Insert a course or change the catalogue fields of an existing one (counters kept)."""
+        statement = _upsert(self.session)(Course).values(**values)
+        changed = {key: statement.excluded[key] for key in values if key not in {"course_id", "created_at"}}
+        await self.session.execute(
+            statement.on_conflict_do_update(index_elements=[Course.course_id], set_=changed)
+        )
+
+    async def change(self, course_id: str, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(Course)
+            .where(Course.course_id == course_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def remove(self, course_id: str) -> None:
+        await self.session.execute(delete(Course).where(Course.course_id == course_id))
+
+
+class EnrollmentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(
+        self, *, student_id: str, course_id: str, status: str, at: datetime, waitlist_seq: int | None = None
+    ) -> bool:
+        """Insert the enrollment; False if the student already has one for this course.
+
+        The unique constraint decides, so two concurrent identical sign-ups cannot both succeed.
+        """
+        result = await self.session.execute(
+            _upsert(self.session)(Enrollment)
+            .values(
+                student_id=student_id,
+                course_id=course_id,
+                status=status,
+                waitlist_seq=waitlist_seq,
+                created_at=at,
+            )
+            .on_conflict_do_nothing(index_elements=[Enrollment.course_id, Enrollment.student_id])
+            .returning(Enrollment.id)
+        )
+        return result.first() is not None
+
+    async def get(self, *, student_id: str, course_id: str) -> Enrollment | None:
+        return (
+            await self.session.execute(
+                select(Enrollment).where(
+                    Enrollment.course_id == course_id, Enrollment.student_id == student_id
+                )
+            )
+        ).scalar_one_or_none()
+
+    async def remove(self, *, student_id: str, course_id: str) -> Enrollment | None:
+        """Delete and return the student's enrollment or waitlist entry, if any."""
+        row = (
+            await self.session.execute(
+                delete(Enrollment)
+                .where(Enrollment.course_id == course_id, Enrollment.student_id == student_id)
+                .returning(Enrollment.status, Enrollment.waitlist_seq, Enrollment.created_at)
+            )
+        ).first()
+        if row is None:
+            return None
+        return Enrollment(
+            student_id=student_id,
+            course_id=course_id,
+            status=row.status,
+            waitlist_seq=row.waitlist_seq,
+            created_at=row.created_at,
+        )
+
+    async def remove_all(self, course_id: str) -> Sequence[Enrollment]:
+        rows = (
+            await self.session.execute(
+                delete(Enrollment).where(Enrollment.course_id == course_id).returning(Enrollment)
+            )
+        ).scalars()
+        return rows.all()
+
+    async def promote_first(self, course_id: str, count: int) -> list[str]:
+        """Enroll the first `count` waitlisted students, in ticket order; returns their ids."""
+        if count <= 0:
+            return []
+        first = (
+            await self.session.execute(
+                select(Enrollment.id, Enrollment.student_id)
+                .where(Enrollment.course_id == course_id, Enrollment.status == STATUS_WAITLISTED)
+                .order_by(Enrollment.waitlist_seq)
+                .limit(count)
+            )
+        ).all()
+        if first:
+            await self.session.execute(
+                update(Enrollment)
+                .where(Enrollment.id.in_([row.id for row in first]))
+                .values(status=STATUS_ENROLLED, waitlist_seq=None)
+                .execution_options(synchronize_session=False)
+            )
+        return [row.student_id for row in first]
+
+    async def waitlist_position(self, course_id: str, waitlist_seq: int) -> int:
+        """1-based position of the ticket among the course's current waitlist."""
+        return int(
+            (
+                await self.session.execute(
+                    select(func.count())
+                    .select_from(Enrollment)
+                    .where(
+                        Enrollment.course_id == course_id,
+                        Enrollment.status == STATUS_WAITLISTED,
+                        Enrollment.waitlist_seq <= waitlist_seq,
+                    )
+                )
+            ).scalar_one()
+        )
+
+    async def list_for_student(
+        self, student_id: str, *, status: str | None, page: PageRequest
+    ) -> Sequence[Any]:
+        """The student's enrollments joined with their course, by course id."""
+        ahead = aliased(Enrollment)
+        position = (
+            select(func.count())
+            .where(
+                ahead.course_id == Enrollment.course_id,
+                ahead.status == STATUS_WAITLISTED,
+                ahead.waitlist_seq <= Enrollment.waitlist_seq,
+            )
+            .correlate(Enrollment)
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                Enrollment.student_id,
+                Enrollment.course_id,
+                Course.name,
+                Course.lessons,
+                Enrollment.status,
+                Enrollment.created_at,
+                position.label("position"),
+            )
+            .join(Course, Course.course_id == Enrollment.course_id)
+            .where(Enrollment.student_id == student_id)
+            .order_by(Enrollment.course_id)
+            .limit(page.limit + 1)
+        )
+        if status is not None:
+            query = query.where(Enrollment.status == status)
+        if page.after is not None:
+            query = query.where(Enrollment.course_id > page.after[0])
+        return (await self.session.execute(query)).all()
+
+    async def list_enrolled(
+        self, course_id: str, *, page: PageRequest, excluding: str | None = None
+    ) -> Sequence[Enrollment]:
+        query = (
+            select(Enrollment)
+            .where(Enrollment.course_id == course_id, Enrollment.status == STATUS_ENROLLED)
+            .order_by(Enrollment.student_id)
+            .limit(page.limit + 1)
+        )
+        if excluding is not None:
+            query = query.where(Enrollment.student_id != excluding)
+        if page.after is not None:
+            query = query.where(Enrollment.student_id > page.after[-1])
+        return (await self.session.execute(query)).scalars().all()
+
+    async def list_waitlisted(
+        self, course_id: str, *, limit: int, after_seq: int | None = None
+    ) -> Sequence[Enrollment]:
+        query = (
+            select(Enrollment)
+            .where(Enrollment.course_id == course_id, Enrollment.status == STATUS_WAITLISTED)
+            .order_by(Enrollment.waitlist_seq)
+            .limit(limit)
+        )
+        if after_seq is not None:
+            query = query.where(Enrollment.waitlist_seq > after_seq)
+        return (await self.session.execute(query)).scalars().all()
+
+
+class EventRepository:
+    def __init__(self, session: AsyncSession, *, request_id: str | None) -> None:
+        self.session = session
+        self.request_id = request_id
+
+    async def add(self, *, course_id: str, type: str, student_ids: Sequence[str], at: datetime) -> None:
+        """Append one event per student, in the caller's transaction."""
+        if not student_ids:
+            return
+        await self.session.execute(
+            insert(CourseEvent),
+            [
+                {"course_id": course_id, "type": type, "student_id": s, "at": at, "request_id": self.request_id}
+                for s in student_ids
+            ],
+        )
+
+    async def list(self, course_id: str, page: PageRequest) -> Sequence[CourseEvent]:
+        query = (
+            select(CourseEvent)
+            .where(CourseEvent.course_id == course_id)
+            .order_by(CourseEvent.event_id)
+            .limit(page.limit + 1)
+        )
+        if page.after is not None:
+            query = query.where(CourseEvent.event_id > page.after[0])
+        return (await self.session.execute(query)).scalars().all()
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def reserve(
+        self, record: IdempotencyRecord, *, expired_before: datetime, abandoned_before: datetime, in_flight: int
+    ) -> bool:
+        """Insert the key's placeholder; an existing row is taken over only if expired or abandoned."""
+        statement = _upsert(self.session)(IdempotencyRecord).values(
+            student_id=record.student_id,
+            key=record.key,
+            fingerprint=record.fingerprint,
+            status_code=record.status_code,
+            body=record.body,
+            created_at=record.created_at,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[IdempotencyRecord.student_id, IdempotencyRecord.key],
+            set_={
+                "fingerprint": statement.excluded.fingerprint,
+                "status_code": statement.excluded.status_code,
+                "body": statement.excluded.body,
+                "created_at": statement.excluded.created_at,
+            },
+            where=or_(
+                IdempotencyRecord.created_at <= expired_before,
+                and_(
+                    IdempotencyRecord.status_code == in_flight,
+                    IdempotencyRecord.created_at <= abandoned_before,
+                ),
+            ),
+        ).returning(literal(1))
+        return (await self.session.execute(statement)).first() is not None
+
+    async def get(self, *, student_id: str, key: str) -> IdempotencyRecord | None:
+        return (
+            await self.session.execute(
+                select(IdempotencyRecord)
+                .where(IdempotencyRecord.student_id == student_id, IdempotencyRecord.key == key)
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one_or_none()
+
+    async def finish(self, *, student_id: str, key: str, status_code: int, body: bytes) -> None:
+        await self.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.student_id == student_id, IdempotencyRecord.key == key)
+            .values(status_code=status_code, body=body)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def remove(self, *, student_id: str, key: str) -> None:
+        await self.session.execute(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.student_id == student_id, IdempotencyRecord.key == key
+            )
+        )
+
+    async def purge(self, *, before: datetime) -> int:
+        result = await self.session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= before)
+        )
+        return int(result.rowcount or 0)

@@ -1,0 +1,143 @@
+"""JWT issue and verify (PyJWT): HS256 with a shared secret, RS256/ES256 from an identity provider's JWKS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from course_signup.domain import rules
+from course_signup.domain.errors import InvalidInputError, UnauthenticatedError
+from course_signup.settings import Settings
+
+log = logging.getLogger("course_signup.tokens")
+
+SECRET_FILE = "jwt-secret"
+ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
+JWKS_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified token speaks for."""
+
+    student_id: str
+    is_admin: bool
+
+
+def load_or_create_secret(settings: Settings) -> str | None:
+    """The HS256 secret: configured, or generated once into the data directory (mode 0600)."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    if settings.jwt_jwks_url:
+        return None
+    path = Path(settings.data_dir) / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: when several workers start at once, exactly one writes the secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    for _ in range(50):  # another worker may be between creating and writing the file
+        secret = path.read_text().strip()
+        if secret:
+            return secret
+        time.sleep(0.02)
+    raise RuntimeError(f"empty JWT secret file: {path}")
+
+
+class TokenService:
+    """Verifies bearer tokens; issues HS256 tokens for the `token` command and tests."""
+
+    def __init__(self, settings: Settings, *, secret: str | None) -> None:
+        self._secret = secret
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._leeway = settings.jwt_leeway_seconds
+        self._jwks = (
+            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=3600, timeout=JWKS_TIMEOUT_SECONDS)
+            if settings.jwt_jwks_url
+            else None
+        )
+
+    def issue(self, email: str, *, admin: bool = False, ttl_seconds: int = 3600) -> str:
+        if self._secret is None:
+            raise RuntimeError("no JWT secret configured: tokens come from the identity provider")
+        now = int(time.time())
+        claims = {
+            "sub": rules.normalize_email(email),
+            "role": "admin" if admin else "student",
+            "iat": now,
+            "exp": now + ttl_seconds,
+        }
+        if self._issuer:
+            claims["iss"] = self._issuer
+        if self._audience:
+            claims["aud"] = self._audience
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    async def verify(self, token: str) -> Principal:
+        """The token's principal; UnauthenticatedError for anything not valid."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise UnauthenticatedError("The bearer token is malformed.") from None
+        algorithm = header.get("alg")
+        # Each key type accepts only its own algorithms, so "none" and HS256-signed-with-a-public-key
+        # (algorithm confusion) never verify.
+        if algorithm == "HS256" and self._secret is not None:
+            key: object = self._secret
+            algorithms = ["HS256"]
+        elif algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
+            key = await self._signing_key(token)
+            algorithms = ASYMMETRIC_ALGORITHMS
+        else:
+            raise UnauthenticatedError("The bearer token's algorithm is not accepted.")
+        try:
+            claims = jwt.decode(
+                token,
+                key,  # type: ignore[arg-type]
+                algorithms=algorithms,
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise UnauthenticatedError("The bearer token has expired.") from None
+        except jwt.PyJWTError:
+            raise UnauthenticatedError("The bearer token is not valid.") from None
+        return _principal(claims)
+
+    async def _signing_key(self, token: str) -> object:
+        assert self._jwks is not None
+        try:
+            # PyJWKClient is blocking; a thread plus a deadline keeps a slow provider from
+            # stalling the event loop. It re-fetches the key set when it meets an unknown kid.
+            signing_key = await asyncio.wait_for(
+                asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token), JWKS_TIMEOUT_SECONDS + 0.5
+            )
+        except (jwt.PyJWTError, TimeoutError):
+            raise UnauthenticatedError("The bearer token's signing key is not available.") from None
+        return signing_key
+
+
+def _principal(claims: dict[str, object]) -> Principal:
+    subject, role = claims.get("sub"), claims.get("role", "student")
+    if not isinstance(subject, str) or role not in ("student", "admin"):
+        raise UnauthenticatedError("The bearer token's claims are not valid.")
+    try:
+        student_id = rules.normalize_email(subject)
+    except InvalidInputError:
+        raise UnauthenticatedError("The bearer token's subject is not an e-mail address.") from None
+    return Principal(student_id=student_id, is_admin=role == "admin")

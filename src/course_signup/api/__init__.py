@@ -1,0 +1,1 @@
+"""The HTTP layer: schemas, dependencies, the error mapper, middleware and thin routes."""

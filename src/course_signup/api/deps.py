@@ -1,0 +1,82 @@
+"""Dependencies as Annotated aliases: the unit of work, the cache, and the checked identities."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Depends, Path, Query, Request
+
+from course_signup.adapters.cache import Cache
+from course_signup.adapters.tokens import Principal
+from course_signup.domain import rules
+from course_signup.domain.errors import ForbiddenError, UnauthenticatedError
+from course_signup.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, decode_cursor
+from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
+
+
+def get_uow(request: Request) -> SqlAlchemyUnitOfWork:
+    return SqlAlchemyUnitOfWork(request.app.state.sessions, request_id=request.state.request_id)
+
+
+def get_cache(request: Request) -> Cache:
+    return request.app.state.cache
+
+
+async def get_principal(request: Request) -> Principal | None:
+    """The verified caller; None when AUTH_MODE=none. Runs before any lookup."""
+    tokens = request.app.state.tokens
+    if tokens is None:
+        return None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthenticatedError("A bearer token is required.")
+    principal = await tokens.verify(token.strip())
+    request.state.subject = principal.student_id
+    return principal
+
+
+PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
+
+
+def path_student(
+    principal: PrincipalDep,
+    student_email: Annotated[str, Path(alias="studentEmail", max_length=512, description="The student's e-mail.")],
+) -> str:
+    """The path's student, normalised; the token must be that student's or an admin's (else 403)."""
+    student_id = rules.normalize_email(student_email)
+    if principal is not None and not principal.is_admin and principal.student_id != student_id:
+        raise ForbiddenError()
+    return student_id
+
+
+def require_admin(principal: PrincipalDep) -> None:
+    if principal is not None and not principal.is_admin:
+        raise ForbiddenError()
+
+
+def path_course(course_id: Annotated[str, Path(alias="courseId", max_length=64)]) -> str:
+    return rules.normalize_course_id(course_id)
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> PageRequest:
+    return PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, arity=1))
+
+
+def roster_page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> PageRequest:
+    return PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, arity=2))
+
+
+UowDep = Annotated[SqlAlchemyUnitOfWork, Depends(get_uow)]
+CacheDep = Annotated[Cache, Depends(get_cache)]
+PathStudent = Annotated[str, Depends(path_student)]
+PathCourse = Annotated[str, Depends(path_course)]
+Admin = Depends(require_admin)
+PageDep = Annotated[PageRequest, Depends(page_request)]
+RosterPageDep = Annotated[PageRequest, Depends(roster_page_request)]
+StatusFilter = Annotated[Literal["enrolled", "waitlisted"] | None, Query(alias="status")]

@@ -1,0 +1,38 @@
+"""The {code, message, data} envelope, encoded once with orjson."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from course_signup.domain.pagination import Page
+
+JSON = "application/json"
+
+# API.md's reason phrases; 409 keeps the original service's wording.
+REASONS: dict[int, str] = {status.value: status.phrase for status in HTTPStatus}
+REASONS[409] = "Status Conflict"
+
+
+def envelope_bytes(status: int, data: Any, *, page: dict[str, Any] | None = None) -> bytes:
+    body: dict[str, Any] = {
+        "code": 0 if status < 400 else status,
+        "message": "ok" if status < 400 else REASONS.get(status, "Error"),
+        "data": data,
+    }
+    if page is not None:
+        body["page"] = page
+    return orjson.dumps(body)
+
+
+def ok(data: Any, *, status: int = 200, page: Page[Any] | None = None, limit: int | None = None) -> Response:
+    """A success envelope; with `page`, the sibling `page` object of API.md's pagination."""
+    page_info = None if page is None else {"limit": limit, "nextCursor": page.next_cursor}
+    return Response(envelope_bytes(status, data, page=page_info), status_code=status, media_type=JSON)
+
+
+def error(status: int, sentence: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(envelope_bytes(status, sentence), status_code=status, media_type=JSON, headers=headers)

@@ -1,0 +1,113 @@
+"""The catalogue (public) and the registrar's course endpoints (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from course_signup.api.deps import Admin, CacheDep, PageDep, PathCourse, RosterPageDep, UowDep
+from course_signup.api.envelope import ok
+from course_signup.api.schemas import (
+    CourseCreate,
+    CourseOut,
+    CoursePatch,
+    Envelope,
+    EnrollmentOut,
+    EventOut,
+    PagedEnvelope,
+    course_out,
+    enrollment_out,
+    error_responses,
+    event_out,
+)
+from course_signup.services import courses, roster
+
+router = APIRouter(tags=["courses"])
+ADMIN = error_responses(401, 403, 404)
+
+
+@router.get("/courses", response_model=PagedEnvelope[list[CourseOut]], responses=error_responses())
+async def list_courses(uow: UowDep, cache: CacheDep, page: PageDep) -> Response:
+    """The course catalogue, by course id, paginated."""
+    result = await courses.list_courses(uow, cache, page=page)
+    return ok([course_out(c) for c in result.items], page=result, limit=page.limit)
+
+
+@router.get("/courses/{courseId}", response_model=Envelope[CourseOut], responses=error_responses(404))
+async def get_course(course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
+    """One course with its seats and waitlist counts."""
+    return ok(course_out(await courses.get_course(uow, cache, course_id=course_id)))
+
+
+@router.post(
+    "/courses",
+    status_code=201,
+    dependencies=[Admin],
+    response_model=Envelope[CourseOut],
+    responses=error_responses(401, 403, 409, 413, 415),
+    tags=["admin"],
+)
+async def create_course(body: CourseCreate, uow: UowDep, cache: CacheDep) -> Response:
+    """Add a course to the catalogue (admin)."""
+    fields = body.model_dump(exclude={"course_id"})
+    course = await courses.create_course(uow, cache, course_id=body.course_id, **fields)
+    return ok(course_out(course), status=201)
+
+
+@router.patch(
+    "/courses/{courseId}",
+    dependencies=[Admin],
+    response_model=Envelope[CourseOut],
+    responses=error_responses(401, 403, 404, 409, 413, 415),
+    tags=["admin"],
+)
+async def change_course(course_id: PathCourse, body: CoursePatch, uow: UowDep, cache: CacheDep) -> Response:
+    """Change a course (admin); raising capacity promotes waitlisted students in order."""
+    course = await courses.change_course(uow, cache, course_id=course_id, changes=body.changes())
+    return ok(course_out(course))
+
+
+@router.delete(
+    "/courses/{courseId}",
+    dependencies=[Admin],
+    response_model=Envelope[dict[str, str]],
+    responses=error_responses(401, 403, 404, 409),
+    tags=["admin"],
+)
+async def delete_course(
+    course_id: PathCourse,
+    uow: UowDep,
+    cache: CacheDep,
+    force: Annotated[bool, Query(description="Also remove its enrollments and waitlist.")] = False,
+) -> Response:
+    """Delete a course (admin); one with enrollments or a waitlist only with `?force=true`."""
+    await courses.delete_course(uow, cache, course_id=course_id, force=force)
+    return ok({"courseId": course_id, "status": "deleted"})
+
+
+@router.get(
+    "/courses/{courseId}/students",
+    dependencies=[Admin],
+    response_model=PagedEnvelope[list[EnrollmentOut]],
+    responses=ADMIN,
+    tags=["admin"],
+)
+async def course_roster(course_id: PathCourse, uow: UowDep, page: RosterPageDep) -> Response:
+    """The roster (admin): enrolled students by id, then the waitlist by position."""
+    result = await roster.course_roster(uow, course_id=course_id, page=page)
+    return ok([enrollment_out(v) for v in result.items], page=result, limit=page.limit)
+
+
+@router.get(
+    "/courses/{courseId}/events",
+    dependencies=[Admin],
+    response_model=PagedEnvelope[list[EventOut]],
+    responses=error_responses(401, 403),
+    tags=["admin"],
+)
+async def course_events(course_id: PathCourse, uow: UowDep, page: PageDep) -> Response:
+    """The course's audit trail (admin), oldest first; kept after the course is deleted."""
+    result = await roster.course_events(uow, course_id=course_id, page=page)
+    return ok([event_out(e) for e in result.items], page=result, limit=page.limit)

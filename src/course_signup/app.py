@@ -1,0 +1,108 @@
+"""create_app(settings): the FastAPI app; its lifespan opens and closes the engine, cache and clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from course_signup import __version__, logs
+from course_signup.adapters import database, migrations
+from course_signup.adapters.cache import InProcessCache
+from course_signup.adapters.tokens import TokenService, load_or_create_secret
+from course_signup.api import errors
+from course_signup.api.middleware import RequestMiddleware
+from course_signup.api.routes import courses, health, students
+from course_signup.services import idempotency
+from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
+from course_signup.settings import Settings, get_settings
+
+log = logging.getLogger("course_signup")
+
+PURGE_EVERY_SECONDS = 600
+
+
+class SchemaOutdatedError(RuntimeError):
+    """The database is not at the newest migration."""
+
+
+async def ensure_schema_current(engine: database.AsyncEngine) -> None:
+    current, head = await database.current_revision(engine), migrations.head_revision()
+    if current != head:
+        raise SchemaOutdatedError(
+            f"database schema is at {current or 'nothing'}, not {head}: run `course-signup migrate`"
+        )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The application for these settings; nothing is opened until the lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = database.create_engine(settings)
+        try:
+            await ensure_schema_current(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        app.state.sessions = database.create_sessions(engine)
+        app.state.cache = InProcessCache(settings.cache_ttl_seconds)
+        app.state.probes = {"database": lambda: database.ping(engine)}
+        if settings.auth_mode == "none":
+            log.warning("AUTH_MODE=none: every student and admin endpoint is open to anyone")
+            app.state.tokens = None
+        else:
+            app.state.tokens = TokenService(settings, secret=load_or_create_secret(settings))
+        purger = asyncio.create_task(_purge_idempotency_keys(app))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            await engine.dispose()
+
+    app = FastAPI(
+        title="course-signup",
+        version=__version__,
+        summary="Course sign-up service: catalogue, seat limits, waitlists and the registrar's API.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(courses.router)
+    app.include_router(students.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _purge_idempotency_keys(app: FastAPI) -> None:
+    while True:
+        await asyncio.sleep(PURGE_EVERY_SECONDS)
+        try:
+            removed = await idempotency.purge_expired(SqlAlchemyUnitOfWork(app.state.sessions))
+            if removed:
+                log.info("purged expired idempotency keys", extra={"count": removed})
+        except Exception:
+            log.warning("could not purge expired idempotency keys", exc_info=True)
+
+
+def factory() -> FastAPI:
+    """Entry point for `uvicorn --factory course_signup.app:factory` (one per worker process)."""
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,133 @@
+"""Catalogue use cases: browse courses, and the registrar's create, change and delete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from course_signup.adapters.cache import Cache
+from course_signup.domain import rules
+from course_signup.domain.errors import CourseExistsError, CourseHasEnrollmentsError
+from course_signup.domain.events import EventType
+from course_signup.domain.models import STATUS_ENROLLED, Course, utcnow
+from course_signup.domain.pagination import Page, PageRequest, make_page
+from course_signup.services.enrollments import promote_waitlisted
+from course_signup.services.unit_of_work import UnitOfWork
+
+ORIGINAL_CATALOGUE = (
+    ("CS101", "Intro to Computer Science", 24),
+    ("CS102", "Intro to Computer Science 2", 24),
+    ("CS103", "Intro to Computer Science 3", 24),
+    ("CS104", "Intro to Computer Science 4", 24),
+    ("CS105", "Intro to Computer Science 5", 24),
+    ("MATH255", "Calculus I", 10),
+    ("PHYS150", "General Physics", 15),
+)
+CATALOGUE_FIELDS = ("name", "lessons", "capacity", "registration_opens_at", "registration_closes_at")
+
+
+def new_course(course_id: str, *, at: datetime, **fields: Any) -> Course:
+    """A course with empty counters, from catalogue fields (missing ones take their defaults)."""
+    return Course(
+        course_id=course_id,
+        name=fields["name"],
+        lessons=fields.get("lessons") or 0,
+        capacity=fields.get("capacity"),
+        enrolled=0,
+        waitlisted=0,
+        waitlist_seq=0,
+        registration_opens_at=fields.get("registration_opens_at"),
+        registration_closes_at=fields.get("registration_closes_at"),
+        created_at=at,
+        updated_at=at,
+    )
+
+
+async def list_courses(uow: UnitOfWork, cache: Cache, *, page: PageRequest) -> Page[Course]:
+    """One page of the catalogue, by course id; served from the cache when fresh."""
+    key = f"courses:{page.limit}:{page.after}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    async with uow:
+        rows = list(await uow.courses.list(page))
+    result = make_page(rows, page, key=lambda course: (course.course_id,))
+    cache.put(key, result)
+    return result
+
+
+async def get_course(uow: UnitOfWork, cache: Cache, *, course_id: str) -> Course:
+    """One course; CourseNotFoundError if there is none."""
+    key = f"course:{course_id}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    async with uow:
+        course = await uow.courses.get(course_id)
+    cache.put(key, course)
+    return course
+
+
+async def create_course(uow: UnitOfWork, cache: Cache, *, course_id: str, **fields: Any) -> Course:
+    """Add a course to the catalogue; CourseExistsError if the id is taken."""
+    rules.ensure_window_valid(fields.get("registration_opens_at"), fields.get("registration_closes_at"))
+    course = new_course(course_id, at=utcnow(), **fields)
+    async with uow:
+        if not await uow.courses.add(course):
+            raise CourseExistsError()
+        await uow.commit()
+    cache.forget_courses()
+    return course
+
+
+async def change_course(uow: UnitOfWork, cache: Cache, *, course_id: str, changes: dict[str, Any]) -> Course:
+    """Change catalogue fields; raising capacity promotes waitlisted students in order."""
+    async with uow:
+        course = await apply_changes(uow, course_id=course_id, changes=changes, at=utcnow())
+        await uow.commit()
+    cache.forget_courses()
+    return course
+
+
+async def apply_changes(uow: UnitOfWork, *, course_id: str, changes: dict[str, Any], at: datetime) -> Course:
+    """Change a course inside the caller's transaction, promoting from the waitlist if seats opened."""
+    unknown = set(changes) - set(CATALOGUE_FIELDS)
+    if unknown:
+        raise ValueError(f"not catalogue fields: {sorted(unknown)}")
+    course = await uow.courses.get(course_id, for_update=True)
+    merged = {field: changes.get(field, getattr(course, field)) for field in CATALOGUE_FIELDS}
+    rules.ensure_window_valid(merged["registration_opens_at"], merged["registration_closes_at"])
+    rules.ensure_capacity_allowed(merged["capacity"], enrolled=course.enrolled)
+    if changes:
+        await uow.courses.change(course_id, {**changes, "updated_at": at})
+    await promote_waitlisted(uow, course_id, at=at)
+    return await uow.courses.get(course_id)
+
+
+async def seed_catalogue(uow: UnitOfWork) -> list[str]:
+    """Add the original service's seven courses where missing; returns the ids added."""
+    now = utcnow()
+    added = []
+    async with uow:
+        for course_id, name, lessons in ORIGINAL_CATALOGUE:
+            if await uow.courses.add(new_course(course_id, name=name, lessons=lessons, at=now)):
+                added.append(course_id)
+        await uow.commit()
+    return added
+
+
+async def delete_course(uow: UnitOfWork, cache: Cache, *, course_id: str, force: bool) -> None:
+    """Remove a course; with enrollments only when forced, recording each removal in the audit trail."""
+    now = utcnow()
+    async with uow:
+        course = await uow.courses.get(course_id, for_update=True)
+        if (course.enrolled or course.waitlisted) and not force:
+            raise CourseHasEnrollmentsError()
+        removed = await uow.enrollments.remove_all(course_id)
+        enrolled = [e.student_id for e in removed if e.status == STATUS_ENROLLED]
+        waiting = [e.student_id for e in removed if e.status != STATUS_ENROLLED]
+        await uow.events.add(course_id=course_id, type=EventType.DROPPED, student_ids=enrolled, at=now)
+        await uow.events.add(course_id=course_id, type=EventType.LEFT_WAITLIST, student_ids=waiting, at=now)
+        await uow.courses.remove(course_id)
+        await uow.commit()
+    cache.forget_courses()

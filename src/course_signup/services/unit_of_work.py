@@ -1,0 +1,53 @@
+"""The unit of work: one transaction and the repositories that share it."""
+
+from __future__ import annotations
+
+from typing import Protocol, Self
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from course_signup.adapters.repositories import (
+    CourseRepository,
+    EnrollmentRepository,
+    EventRepository,
+    IdempotencyRepository,
+)
+
+
+class UnitOfWork(Protocol):
+    courses: CourseRepository
+    enrollments: EnrollmentRepository
+    events: EventRepository
+    idempotency: IdempotencyRepository
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc_info: object) -> None: ...
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+
+
+class SqlAlchemyUnitOfWork:
+    """A session per `async with`; leaving without commit() rolls everything back."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, request_id: str | None = None) -> None:
+        self._sessions = sessions
+        self.request_id = request_id
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessions()
+        self.courses = CourseRepository(self.session)
+        self.enrollments = EnrollmentRepository(self.session)
+        self.events = EventRepository(self.session, request_id=self.request_id)
+        self.idempotency = IdempotencyRepository(self.session)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # close() rolls back whatever was not committed and detaches loaded objects without
+        # expiring them, so a use case can return what it read.
+        await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()

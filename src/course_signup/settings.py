@@ -1,0 +1,102 @@
+"""Settings: the only module that reads the environment and the optional YAML file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_ENV = "COURSE_SIGNUP_CONFIG"
+
+
+class Settings(BaseSettings):
+    """All configuration; COURSE_SIGNUP_* variables win over the YAML file."""
+
+    model_config = SettingsConfigDict(env_prefix="COURSE_SIGNUP_", extra="ignore")
+
+    data_dir: Path = Path(".course-signup")
+    database_url: str | None = None  # None: embedded SQLite under data_dir
+    redis_url: str | None = None  # None: in-process cache and rate limits
+    broker_url: str | None = None  # None: sign-ups written synchronously
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+
+    auth_mode: Literal["jwt", "none"] = "jwt"
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(30, ge=0, le=30)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    # Database pool: a request that waits longer than pool_timeout for a connection
+    # is answered 503 with Retry-After instead of queueing until the client gives up.
+    db_pool_size: int = Field(10, ge=1, le=200)
+    db_max_overflow: int = Field(5, ge=0, le=200)
+    db_pool_timeout: float = Field(2.0, gt=0, le=60)
+
+    cache_ttl_seconds: float = Field(1.0, ge=0, le=1.0)  # API.md: other processes lag at most 1 s
+
+    rate_limit_enabled: bool = False
+    rate_limit_writes: str = "20/minute"  # per token subject on sign-up and drop
+    rate_limit_anonymous: str = "600/minute"  # per client address on public endpoints
+
+    cors_origins: list[str] = []
+    max_body_bytes: int = 64 * 1024
+
+    @field_validator("log_level", "log_format", "auth_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def embedded(self) -> bool:
+        """True when the database is the embedded SQLite file under data_dir."""
+        return self.database_url is None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'course_signup.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    config_file = os.environ.get(CONFIG_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise SystemExit(f"course-signup: config file not found: {config_file}")
+    return Settings()
