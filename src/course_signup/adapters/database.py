@@ -61,9 +61,7 @@ def create_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The Alembic revision the database is at, or None when it was never migrated."""
     async with engine.connect() as connection:
-        has_table = await connection.run_sync(
-            lambda sync: sync.dialect.has_table(sync, "alembic_version")
-        )
+        has_table = await connection.run_sync(lambda sync: sync.dialect.has_table(sync, "alembic_version"))
         if not has_table:
             return None
         return (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()

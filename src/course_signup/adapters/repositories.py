@@ -43,11 +43,7 @@ class CourseRepository:
     async def get(self, course_id: str, *, for_update: bool = False) -> Course:
         """The course, row-locked until commit when `for_update`; CourseNotFoundError if none."""
         # populate_existing: a re-read inside the transaction sees its own counter updates.
-        query = (
-            select(Course)
-            .where(Course.course_id == course_id)
-            .execution_options(populate_existing=True)
-        )
+        query = select(Course).where(Course.course_id == course_id).execution_options(populate_existing=True)
         if for_update:
             query = query.with_for_update()
         course = (await self.session.execute(query)).scalar_one_or_none()
@@ -91,9 +87,7 @@ class CourseRepository:
         )
         return int(result.scalar_one())
 
-    async def adjust_counters(
-        self, course_id: str, *, enrolled: int = 0, waitlisted: int = 0, at: datetime
-    ) -> None:
+    async def adjust_counters(self, course_id: str, *, enrolled: int = 0, waitlisted: int = 0, at: datetime) -> None:
         await self.session.execute(
             update(Course)
             .where(Course.course_id == course_id)
@@ -124,9 +118,7 @@ class CourseRepository:
         """Insert a course or change the catalogue fields of an existing one (counters kept)."""
         statement = _upsert(self.session)(Course).values(**values)
         changed = {key: statement.excluded[key] for key in values if key not in {"course_id", "created_at"}}
-        await self.session.execute(
-            statement.on_conflict_do_update(index_elements=[Course.course_id], set_=changed)
-        )
+        await self.session.execute(statement.on_conflict_do_update(index_elements=[Course.course_id], set_=changed))
 
     async def change(self, course_id: str, values: dict[str, Any]) -> None:
         await self.session.execute(
@@ -168,9 +160,7 @@ class EnrollmentRepository:
     async def get(self, *, student_id: str, course_id: str) -> Enrollment | None:
         return (
             await self.session.execute(
-                select(Enrollment).where(
-                    Enrollment.course_id == course_id, Enrollment.student_id == student_id
-                )
+                select(Enrollment).where(Enrollment.course_id == course_id, Enrollment.student_id == student_id)
             )
         ).scalar_one_or_none()
 
@@ -238,9 +228,7 @@ class EnrollmentRepository:
             ).scalar_one()
         )
 
-    async def list_for_student(
-        self, student_id: str, *, status: str | None, page: PageRequest
-    ) -> Sequence[Any]:
+    async def list_for_student(self, student_id: str, *, status: str | None, page: PageRequest) -> Sequence[Any]:
         """The student's enrollments joined with their course, by course id."""
         ahead = aliased(Enrollment)
         position = (
@@ -385,13 +373,9 @@ class IdempotencyRepository:
 
     async def remove(self, *, student_id: str, key: str) -> None:
         await self.session.execute(
-            delete(IdempotencyRecord).where(
-                IdempotencyRecord.student_id == student_id, IdempotencyRecord.key == key
-            )
+            delete(IdempotencyRecord).where(IdempotencyRecord.student_id == student_id, IdempotencyRecord.key == key)
         )
 
     async def purge(self, *, before: datetime) -> int:
-        result = await self.session.execute(
-            delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= before)
-        )
+        result = await self.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at <= before))
         return int(result.rowcount or 0)

@@ -12,9 +12,20 @@ from course_signup.domain.pagination import Page
 
 JSON = "application/json"
 
-# API.md's reason phrases; 409 keeps the original service's wording.
-REASONS: dict[int, str] = {status.value: status.phrase for status in HTTPStatus}
-REASONS[409] = "Status Conflict"
+# API.md's reason phrases (409 keeps the original service's wording); other codes use Python's.
+REASONS: dict[int, str] = {status.value: status.phrase for status in HTTPStatus} | {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Status Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def envelope_bytes(status: int, data: Any, *, page: dict[str, Any] | None = None) -> bytes:

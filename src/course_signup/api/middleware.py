@@ -16,6 +16,7 @@ from course_signup.api.errors import internal_error
 
 log = logging.getLogger("course_signup.access")
 
+SIGN_UP_ROUTE = "/students/{studentEmail}/courses"
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 _PRIVATE_PREFIXES = ("/students", "/courses/")  # student data and registrar views are never cached
 
@@ -55,8 +56,11 @@ class RequestMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         status_holder = {"status": 500, "started": False}
         private = scope["path"].startswith(_PRIVATE_PREFIXES)
+        too_large = {"body": False, "answering": False}
 
         async def send_wrapper(message: Message) -> None:
+            if too_large["body"] and not too_large["answering"]:
+                return  # the app's answer to a body we cut short is replaced by our 413
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
@@ -74,16 +78,17 @@ class RequestMiddleware:
             if rejection is not None:
                 await rejection(scope, receive, send_wrapper)
             else:
-                await self.app(scope, self._limited(receive), send_wrapper)
+                await self.app(scope, self._limited(receive, too_large), send_wrapper)
         except BodyTooLargeError:
-            if not status_holder["started"]:
-                await error(413, "The request body is larger than 64 KiB.")(scope, receive, send_wrapper)
+            pass
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             if not status_holder["started"]:
                 await internal_error()(scope, receive, send_wrapper)
-        finally:
-            self._record(scope, status_holder["status"], time.perf_counter() - started, request_id)
+        if too_large["body"] and not status_holder["started"]:
+            too_large["answering"] = True
+            await error(413, "The request body is larger than 64 KiB.")(scope, receive, send_wrapper)
+        self._record(scope, status_holder["status"], time.perf_counter() - started, request_id)
 
     def _reject_body(self, scope: Scope) -> Any:
         if scope["method"].encode() not in _BODY_METHODS:
@@ -97,7 +102,7 @@ class RequestMiddleware:
             return error(415, "The request body must be application/json.")
         return None
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, too_large: dict[str, bool]) -> Receive:
         received = 0
         limit = self.max_body_bytes
 
@@ -107,6 +112,8 @@ class RequestMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    # Frameworks may swallow this error (FastAPI turns it into a 400), hence the flag.
+                    too_large["body"] = True
                     raise BodyTooLargeError()
             return message
 
@@ -118,6 +125,8 @@ class RequestMiddleware:
         template = getattr(route, "path", None) or "unmatched"
         metrics.observe_request(scope["method"], template, status, seconds)
         state = scope.get("state", {})
+        if template == SIGN_UP_ROUTE and scope["method"] == "POST" and status < 500:
+            metrics.observe_signup(status, state.get("domain_error"))
         log.info(
             "request",
             extra={

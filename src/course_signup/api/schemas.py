@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from course_signup.domain import rules
@@ -201,7 +211,12 @@ def classmate_out(row: Enrollment) -> dict[str, Any]:
 
 
 def drop_out(result: DropResult) -> dict[str, Any]:
-    return {"studentId": result.student_id, "courseId": result.course_id, "status": "dropped", "promoted": result.promoted}
+    return {
+        "studentId": result.student_id,
+        "courseId": result.course_id,
+        "status": "dropped",
+        "promoted": result.promoted,
+    }
 
 
 def event_out(event: CourseEvent) -> dict[str, Any]:

@@ -103,9 +103,7 @@ class Enrollment(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     student_id: Mapped[str] = mapped_column(String(254))
-    course_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("courses.course_id", ondelete="CASCADE")
-    )
+    course_id: Mapped[str] = mapped_column(String(32), ForeignKey("courses.course_id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16))
     waitlist_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -48,17 +48,13 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def registration_is_open(
-    opens_at: datetime | None, closes_at: datetime | None, *, at: datetime
-) -> bool:
+def registration_is_open(opens_at: datetime | None, closes_at: datetime | None, *, at: datetime) -> bool:
     """True when `at` lies in [opens_at, closes_at); a missing bound does not limit."""
     opens_at, closes_at = as_utc(opens_at), as_utc(closes_at)
     return (opens_at is None or opens_at <= at) and (closes_at is None or at < closes_at)
 
 
-def ensure_registration_open(
-    opens_at: datetime | None, closes_at: datetime | None, *, at: datetime
-) -> None:
+def ensure_registration_open(opens_at: datetime | None, closes_at: datetime | None, *, at: datetime) -> None:
     if not registration_is_open(opens_at, closes_at, at=at):
         raise RegistrationClosedError()
 

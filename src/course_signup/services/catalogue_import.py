@@ -81,7 +81,10 @@ def _fields(row: dict[str, str | None]) -> dict[str, Any]:
         fields["lessons"] = _count(cell("lessons") or "0", "lessons")
     if "capacity" in row:
         fields["capacity"] = _count(cell("capacity"), "capacity") if cell("capacity") else None
-    for column, key in (("registrationOpensAt", "registration_opens_at"), ("registrationClosesAt", "registration_closes_at")):
+    for column, key in (
+        ("registrationOpensAt", "registration_opens_at"),
+        ("registrationClosesAt", "registration_closes_at"),
+    ):
         if column in row:
             fields[key] = _time(cell(column), column)
     rules.ensure_window_valid(fields.get("registration_opens_at"), fields.get("registration_closes_at"))

@@ -21,9 +21,7 @@ from course_signup.domain.views import DropResult, EnrollmentView, StudentCourse
 from course_signup.services.unit_of_work import UnitOfWork
 
 
-async def sign_up(
-    uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: str, waitlist: bool
-) -> EnrollmentView:
+async def sign_up(uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: str, waitlist: bool) -> EnrollmentView:
     """Enroll the student, or waitlist them when the course is full and they asked to wait."""
     view = await _sign_up(uow, student_id=student_id, course_id=course_id, waitlist=waitlist)
     cache.forget_courses()  # after the commit: this process sees its own write at once
@@ -74,9 +72,7 @@ async def drop(uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: str
             promoted = await promote_waitlisted(uow, course_id, at=now)
         else:
             await uow.courses.adjust_counters(course_id, waitlisted=-1, at=now)
-            await uow.events.add(
-                course_id=course_id, type=EventType.LEFT_WAITLIST, student_ids=[student_id], at=now
-            )
+            await uow.events.add(course_id=course_id, type=EventType.LEFT_WAITLIST, student_ids=[student_id], at=now)
         await uow.commit()
     cache.forget_courses()
     return DropResult(student_id, course_id, promoted[0] if promoted else None)

@@ -11,9 +11,7 @@ from course_signup.services.unit_of_work import UnitOfWork
 _ENROLLED_PHASE, _WAITLIST_PHASE = 0, 1
 
 
-async def list_classmates(
-    uow: UnitOfWork, *, student_id: str, course_id: str, page: PageRequest
-) -> Page[Enrollment]:
+async def list_classmates(uow: UnitOfWork, *, student_id: str, course_id: str, page: PageRequest) -> Page[Enrollment]:
     """The other enrolled students of a course the student is enrolled in, by student id."""
     async with uow:
         mine = await uow.enrollments.get(student_id=student_id, course_id=course_id)
