@@ -7,12 +7,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import redis.asyncio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from course_signup import __version__, logs
 from course_signup.adapters import database, migrations
 from course_signup.adapters.cache import InProcessCache
+from course_signup.adapters.ratelimit import RateLimiter
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
 from course_signup.api import errors
 from course_signup.api.middleware import RequestMiddleware
@@ -52,6 +54,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = database.create_sessions(engine)
         app.state.cache = InProcessCache(settings.cache_ttl_seconds)
         app.state.probes = {"database": lambda: database.ping(engine)}
+        redis_client = None
+        if settings.redis_url:
+            redis_client = redis.asyncio.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+            app.state.probes["redis"] = redis_client.ping
+        app.state.rate_limiter = RateLimiter(settings) if settings.rate_limit_enabled else None
         if settings.auth_mode == "none":
             log.warning("AUTH_MODE=none: every student and admin endpoint is open to anyone")
             app.state.tokens = None
@@ -64,6 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+            if redis_client is not None:
+                await redis_client.aclose()
             await engine.dispose()
 
     app = FastAPI(

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = Field(30, ge=0, le=30)
+    # An unknown `kid` re-fetches the key set at most this often (keys rotate; attackers spam kids).
+    jwt_jwks_refresh_cooldown_seconds: float = Field(10.0, ge=0, le=3600)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"

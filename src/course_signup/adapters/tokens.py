@@ -65,7 +65,13 @@ class TokenService:
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
         self._jwks = (
-            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=3600, timeout=JWKS_TIMEOUT_SECONDS)
+            jwt.PyJWKClient(
+                settings.jwt_jwks_url,
+                cache_keys=True,
+                lifespan=3600,
+                timeout=JWKS_TIMEOUT_SECONDS,
+                cooldown_duration=settings.jwt_jwks_refresh_cooldown_seconds,
+            )
             if settings.jwt_jwks_url
             else None
         )

@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from course_signup.adapters.cache import Cache
 from course_signup.adapters.tokens import Principal
 from course_signup.domain import rules
-from course_signup.domain.errors import ForbiddenError, UnauthenticatedError
+from course_signup.domain.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
 from course_signup.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, decode_cursor
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -49,6 +49,29 @@ def path_student(
     return student_id
 
 
+async def limit_writes(request: Request, principal: PrincipalDep) -> None:
+    """Per token subject (or client address when auth is off) on sign-up and drop."""
+    limiter = request.app.state.rate_limiter
+    if limiter is not None:
+        identity = principal.student_id if principal is not None else _client(request)
+        retry_after = await limiter.check("write", identity)
+        if retry_after:
+            raise RateLimitedError(retry_after)
+
+
+async def limit_anonymous(request: Request) -> None:
+    """Per client address on the public catalogue."""
+    limiter = request.app.state.rate_limiter
+    if limiter is not None:
+        retry_after = await limiter.check("anonymous", _client(request))
+        if retry_after:
+            raise RateLimitedError(retry_after)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def require_admin(principal: PrincipalDep) -> None:
     if principal is not None and not principal.is_admin:
         raise ForbiddenError()
@@ -77,6 +100,8 @@ CacheDep = Annotated[Cache, Depends(get_cache)]
 PathStudent = Annotated[str, Depends(path_student)]
 PathCourse = Annotated[str, Depends(path_course)]
 Admin = Depends(require_admin)
+WriteLimit = Depends(limit_writes)
+AnonymousLimit = Depends(limit_anonymous)
 PageDep = Annotated[PageRequest, Depends(page_request)]
 RosterPageDep = Annotated[PageRequest, Depends(roster_page_request)]
 StatusFilter = Annotated[Literal["enrolled", "waitlisted"] | None, Query(alias="status")]

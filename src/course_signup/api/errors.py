@@ -23,6 +23,7 @@ STATUS_BY_ERROR: dict[type[e.DomainError], int] = {
     e.CourseNotFoundError: 404,
     e.EnrollmentNotFoundError: 404,
     e.NotClassmateError: 404,
+    e.RateLimitedError: 429,
 }  # every other DomainError is a 409 conflict with the current state
 
 RETRY_AFTER_SECONDS = "1"
@@ -32,7 +33,11 @@ async def domain_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.DomainError)
     status = STATUS_BY_ERROR.get(type(exc), 409)
     request.state.domain_error = type(exc).__name__
-    headers = {"WWW-Authenticate": 'Bearer realm="course-signup"'} if status == 401 else None
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="course-signup"'}
+    elif isinstance(exc, e.RateLimitedError):
+        headers = {"Retry-After": str(exc.retry_after)}
     return error(status, str(exc), headers)
 
 

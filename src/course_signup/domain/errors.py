@@ -86,3 +86,11 @@ class ForbiddenError(DomainError):
 
 class IdempotencyKeyInFlightError(DomainError):
     sentence = "A request with this Idempotency-Key is still in progress."
+
+
+class RateLimitedError(DomainError):
+    sentence = "Too many requests; try again later."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(self.sentence)
+        self.retry_after = retry_after

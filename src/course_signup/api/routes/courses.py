@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from course_signup.api.deps import Admin, CacheDep, PageDep, PathCourse, RosterPageDep, UowDep
+from course_signup.api.deps import Admin, AnonymousLimit, CacheDep, PageDep, PathCourse, RosterPageDep, UowDep
 from course_signup.api.envelope import ok
 from course_signup.api.schemas import (
     CourseCreate,
@@ -28,14 +28,24 @@ router = APIRouter(tags=["courses"])
 ADMIN = error_responses(401, 403, 404)
 
 
-@router.get("/courses", response_model=PagedEnvelope[list[CourseOut]], responses=error_responses())
+@router.get(
+    "/courses",
+    dependencies=[AnonymousLimit],
+    response_model=PagedEnvelope[list[CourseOut]],
+    responses=error_responses(429),
+)
 async def list_courses(uow: UowDep, cache: CacheDep, page: PageDep) -> Response:
     """The course catalogue, by course id, paginated."""
     result = await courses.list_courses(uow, cache, page=page)
     return ok([course_out(c) for c in result.items], page=result, limit=page.limit)
 
 
-@router.get("/courses/{courseId}", response_model=Envelope[CourseOut], responses=error_responses(404))
+@router.get(
+    "/courses/{courseId}",
+    dependencies=[AnonymousLimit],
+    response_model=Envelope[CourseOut],
+    responses=error_responses(404, 429),
+)
 async def get_course(course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
     """One course with its seats and waitlist counts."""
     return ok(course_out(await courses.get_course(uow, cache, course_id=course_id)))

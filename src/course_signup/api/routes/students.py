@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from course_signup.api.deps import CacheDep, PageDep, PathCourse, PathStudent, StatusFilter, UowDep
+from course_signup.api.deps import CacheDep, PageDep, PathCourse, PathStudent, StatusFilter, UowDep, WriteLimit
 from course_signup.api.envelope import ok
 from course_signup.api.idempotency import IdempotencyDep
 from course_signup.api.schemas import (
@@ -29,6 +29,7 @@ router = APIRouter(tags=["students"])
 
 @router.post(
     "/students/{studentEmail}/courses",
+    dependencies=[WriteLimit],
     response_model=Envelope[EnrollmentOut],
     responses={
         202: {"model": Envelope[EnrollmentOut], "description": "The course is full: waitlisted, with `position`."},
@@ -62,6 +63,7 @@ async def my_courses(student: PathStudent, uow: UowDep, page: PageDep, status: S
 
 @router.delete(
     "/students/{studentEmail}/courses/{courseId}",
+    dependencies=[WriteLimit],
     response_model=Envelope[DropOut],
     responses=error_responses(401, 403, 404, 429),
 )

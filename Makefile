@@ -1,0 +1,44 @@
+# course-signup: `make run` starts the service on the embedded database, `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test test-fast migrate lint bench loadtest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install -c constraints.txt -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(PIP) install -c constraints.txt -e '.[dev,bench]'
+	@touch $@
+
+run: $(VENV)/.installed   ## start the API (embedded SQLite unless COURSE_SIGNUP_DATABASE_URL is set)
+	$(BIN)/course-signup serve
+
+test: $(VENV)/.installed-dev   ## the whole suite: unit, API (SQLite + PostgreSQL), integration
+	$(BIN)/pytest
+
+test-fast: $(VENV)/.installed-dev   ## unit tests only: no servers needed
+	$(BIN)/pytest tests/unit
+
+migrate: $(VENV)/.installed
+	$(BIN)/course-signup migrate
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench loadtest
+
+bench: $(VENV)/.installed-bench   ## benchmark against the local PostgreSQL; prints a table
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

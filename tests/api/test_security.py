@@ -1,0 +1,134 @@
+"""API.md §4: every student and admin endpoint checks the token before any lookup."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+
+import httpx
+import jwt
+import pytest
+
+from tests.api.helpers import assert_error, new_course, sign_up
+from tests.conftest import JWT_SECRET, email
+
+STUDENT = "owner@example.com"
+OTHER = "someone-else@example.com"
+
+# (method, path, body): {s} is the path's student, {c} a course id.
+STUDENT_ENDPOINTS = [
+    ("POST", "/students/{s}/courses", {"courseId": "{c}"}),
+    ("GET", "/students/{s}/courses", None),
+    ("DELETE", "/students/{s}/courses/{c}", None),
+    ("GET", "/students/{s}/courses/{c}/classmates", None),
+]
+ADMIN_ENDPOINTS = [
+    ("POST", "/courses", {"courseId": "NEW{c}", "name": "x"}),
+    ("PATCH", "/courses/{c}", {"name": "renamed"}),
+    ("DELETE", "/courses/{c}", None),
+    ("GET", "/courses/{c}/students", None),
+    ("GET", "/courses/{c}/events", None),
+]
+PUBLIC_ENDPOINTS = ["/health", "/ready", "/courses", "/openapi.json", "/metrics"]
+
+
+def _fill(template: str, course: str, student: str = STUDENT) -> str:
+    return template.replace("{s}", student).replace("{c}", course)
+
+
+async def _call(client, method, path, body, course, headers, student=STUDENT):  # type: ignore[no-untyped-def]
+    json_body = None if body is None else {k: _fill(v, course) for k, v in body.items()}
+    return await client.request(method, _fill(path, course, student), json=json_body, headers=headers)
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def bad_tokens() -> dict[str, str | None]:
+    now = int(time.time())
+    claims = {"sub": STUDENT, "role": "admin", "iat": now, "exp": now + 600}
+    return {
+        "missing": None,
+        "garbage": "Bearer not.a.jwt",
+        "not bearer": "Basic " + base64.b64encode(b"a:b").decode(),
+        "empty bearer": "Bearer ",
+        "expired": "Bearer " + jwt.encode({**claims, "exp": now - 120}, JWT_SECRET, algorithm="HS256"),
+        "wrong key": "Bearer " + jwt.encode(claims, "another-secret-" + "y" * 40, algorithm="HS256"),
+        "alg none": "Bearer " + _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims) + ".",
+        "no exp": "Bearer " + jwt.encode({"sub": STUDENT, "role": "admin"}, JWT_SECRET, algorithm="HS256"),
+        "bad role": "Bearer " + jwt.encode({**claims, "role": "root"}, JWT_SECRET, algorithm="HS256"),
+        "HS512": "Bearer " + jwt.encode(claims, JWT_SECRET, algorithm="HS512"),
+    }
+
+
+@pytest.mark.parametrize("endpoint", STUDENT_ENDPOINTS + ADMIN_ENDPOINTS, ids=lambda e: f"{e[0]} {e[1]}")
+@pytest.mark.parametrize("kind", list(bad_tokens()))
+async def test_bad_or_missing_tokens_are_unauthorized(client: httpx.AsyncClient, admin_headers, endpoint, kind):
+    course = await new_course(client, admin_headers)
+    token = bad_tokens()[kind]
+    headers = {} if token is None else {"Authorization": token}
+    response = await _call(client, *endpoint, course=course, headers=headers)
+    assert_error(response, 401)
+    assert response.json()["message"] == "Unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("endpoint", STUDENT_ENDPOINTS, ids=lambda e: f"{e[0]} {e[1]}")
+@pytest.mark.parametrize("course_exists", [True, False])
+async def test_another_students_path_is_forbidden(client, admin_headers, auth, endpoint, course_exists):
+    course = await new_course(client, admin_headers) if course_exists else "GHOST999"
+    response = await _call(client, *endpoint, course=course, headers=auth(OTHER))
+    assert_error(response, 403)
+    assert response.json()["message"] == "Forbidden"
+
+
+@pytest.mark.parametrize("endpoint", ADMIN_ENDPOINTS, ids=lambda e: f"{e[0]} {e[1]}")
+@pytest.mark.parametrize("course_exists", [True, False])
+async def test_students_cannot_use_admin_endpoints(client, admin_headers, auth, endpoint, course_exists):
+    course = await new_course(client, admin_headers) if course_exists else "GHOST999"
+    assert_error(await _call(client, *endpoint, course=course, headers=auth(STUDENT)), 403)
+
+
+@pytest.mark.parametrize("endpoint", STUDENT_ENDPOINTS + ADMIN_ENDPOINTS, ids=lambda e: f"{e[0]} {e[1]}")
+async def test_admin_is_allowed_everywhere(client: httpx.AsyncClient, admin_headers, auth, endpoint):
+    course = await new_course(client, admin_headers)
+    await sign_up(client, STUDENT, course, auth(STUDENT))
+    await sign_up(client, "mate@example.com", course, auth("mate@example.com"))
+    response = await _call(client, *endpoint, course=course, headers=admin_headers)
+    if endpoint[0] == "POST" and endpoint[1].startswith("/students"):
+        assert_error(response, 409, "Student has already signed up for this course.")
+    elif endpoint[0] == "DELETE" and endpoint[1] == "/courses/{c}":
+        assert_error(response, 409, "Course has enrollments.")
+    else:
+        assert response.status_code in (200, 201), response.text
+
+
+async def test_the_student_may_act_on_their_own_path(client: httpx.AsyncClient, admin_headers, auth):
+    course = await new_course(client, admin_headers)
+    shouting = {"Authorization": auth(STUDENT.upper())["Authorization"]}
+    assert (await sign_up(client, STUDENT, course, shouting)).status_code == 200
+
+
+@pytest.mark.parametrize("path", PUBLIC_ENDPOINTS)
+async def test_public_endpoints_need_no_token(client: httpx.AsyncClient, path: str):
+    assert (await client.get(path)).status_code == 200
+
+
+async def test_tokens_never_reach_the_logs(client: httpx.AsyncClient, admin_headers, auth, caplog):
+    from course_signup.logs import JsonFormatter
+
+    caplog.set_level(logging.DEBUG)
+    course = await new_course(client, admin_headers)
+    student = email()
+    token_headers = auth(student)
+    await sign_up(client, student, course, token_headers)
+    await client.get(f"/students/{OTHER}/courses", headers=token_headers)
+    await client.get("/courses", headers={"Authorization": "Bearer leaked.secret.value"})
+    text = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    assert "request" in text and student in text  # the subject is logged, the credential is not
+    assert token_headers["Authorization"].split()[1] not in text
+    assert admin_headers["Authorization"].split()[1] not in text
+    assert "leaked.secret.value" not in text
