@@ -1,0 +1,78 @@
+"""Real `course-signup serve` processes for multi-process tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import JWT_SECRET
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no flushing; what was committed must survive."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_server(database_url: str | None, data_dir: Path, *, workers: int = 1, **env: str) -> Server:
+    """A ready `serve` process; database_url None means the embedded SQLite file in data_dir."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / f"serve-{port}.log"
+    environment = {
+        **{k: v for k, v in os.environ.items() if k != "COURSE_SIGNUP_DATABASE_URL"},
+        **({"COURSE_SIGNUP_DATABASE_URL": database_url} if database_url else {}),
+        "COURSE_SIGNUP_DATA_DIR": str(data_dir),
+        "COURSE_SIGNUP_JWT_SECRET": JWT_SECRET,
+        "COURSE_SIGNUP_LOG_LEVEL": "warning",
+        "COURSE_SIGNUP_WORKERS": str(workers),
+        **env,
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "course_signup", "serve", "--port", str(port)],
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"serve did not become ready:\n{log.read_text()}")
