@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from course_signup.adapters.cache import Cache
 from course_signup.adapters.tokens import Principal
@@ -22,15 +23,19 @@ def get_cache(request: Request) -> Cache:
     return request.app.state.cache
 
 
-async def get_principal(request: Request) -> Principal | None:
+bearer = HTTPBearer(auto_error=False, description="A JWT: `sub` is the student's e-mail, `role` student or admin.")
+
+
+async def get_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal | None:
     """The verified caller; None when AUTH_MODE=none. Runs before any lookup."""
     tokens = request.app.state.tokens
     if tokens is None:
         return None
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if credentials is None or not credentials.credentials.strip():
         raise UnauthenticatedError("A bearer token is required.")
-    principal = await tokens.verify(token.strip())
+    principal = await tokens.verify(credentials.credentials.strip())
     request.state.subject = principal.student_id
     return principal
 
@@ -40,7 +45,16 @@ PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
 
 def path_student(
     principal: PrincipalDep,
-    student_email: Annotated[str, Path(alias="studentEmail", max_length=512, description="The student's e-mail.")],
+    student_email: Annotated[
+        str,
+        Path(
+            alias="studentEmail",
+            max_length=rules.MAX_EMAIL_LENGTH,
+            json_schema_extra={"pattern": rules.EMAIL_PATTERN},
+            description="The student's e-mail; trimmed and lower-cased.",
+            examples=["alice@example.com"],
+        ),
+    ],
 ) -> str:
     """The path's student, normalised; the token must be that student's or an admin's (else 403)."""
     student_id = rules.normalize_email(student_email)
@@ -77,20 +91,33 @@ def require_admin(principal: PrincipalDep) -> None:
         raise ForbiddenError()
 
 
-def path_course(course_id: Annotated[str, Path(alias="courseId", max_length=64)]) -> str:
+def path_course(
+    course_id: Annotated[
+        str,
+        Path(
+            alias="courseId",
+            json_schema_extra={"pattern": rules.COURSE_ID_PATTERN, "maxLength": 32},
+            description="Matched case-insensitively; answers use upper case.",
+            examples=["CS101"],
+        ),
+    ],
+) -> str:
     return rules.normalize_course_id(course_id)
+
+
+CURSOR_HELP = "Opaque: `page.nextCursor` of the previous page. One that does not decode is a 400."
 
 
 def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=512, description=CURSOR_HELP)] = None,
 ) -> PageRequest:
     return PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, arity=1))
 
 
 def roster_page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=512, description=CURSOR_HELP)] = None,
 ) -> PageRequest:
     return PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, arity=2))
 

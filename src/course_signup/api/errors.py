@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from course_signup.api.envelope import error
 from course_signup.domain import errors as e
@@ -50,7 +51,21 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     sentences = {404: "No such endpoint.", 405: "Method not allowed on this endpoint."}
     sentence = sentences.get(exc.status_code, str(exc.detail))
-    return error(exc.status_code, sentence, dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error(exc.status_code, sentence, headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match == Match.FULL and route_methods:
+            methods |= route_methods
+    return sorted(methods)
 
 
 async def database_error_handler(request: Request, exc: Exception) -> Response:

@@ -52,7 +52,12 @@ def get_idempotency(
     request: Request,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", max_length=128, description="1-128 visible ASCII characters; 24 h replay."),
+        Header(
+            alias="Idempotency-Key",
+            max_length=128,
+            json_schema_extra={"pattern": "^[\\x21-\\x7e]{1,128}$"},
+            description="1-128 visible ASCII characters; the first answer is replayed for 24 h.",
+        ),
     ] = None,
 ) -> Idempotency:
     if idempotency_key is not None and not (

@@ -9,11 +9,12 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     StrictStr,
+    StringConstraints,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -37,7 +38,25 @@ def _course_id(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-CourseIdStr = Annotated[StrictStr, AfterValidator(_course_id)]
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer: 3 and 3.0 are whole numbers; "3", true and 3.5 are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    return value
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """Times come as RFC 3339 strings, not as numbers (which pydantic would read as Unix time)."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time string with an offset, e.g. 2026-11-25T08:00:00Z")
+    return value
+
+
+CourseIdStr = Annotated[StrictStr, StringConstraints(pattern=rules.COURSE_ID_PATTERN), AfterValidator(_course_id)]
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -50,10 +69,10 @@ class SignUpCreate(Schema):
 
 class CourseFields(Schema):
     name: StrictStr = Field(min_length=1, max_length=200)
-    lessons: StrictInt = Field(0, ge=0, le=100_000)
-    capacity: StrictInt | None = Field(None, ge=0, le=10_000_000)
-    registration_opens_at: AwareDatetime | None = None
-    registration_closes_at: AwareDatetime | None = None
+    lessons: WholeNumber = Field(0, ge=0, le=100_000)
+    capacity: WholeNumber | None = Field(None, ge=0, le=10_000_000)
+    registration_opens_at: Time | None = None
+    registration_closes_at: Time | None = None
 
 
 class CourseCreate(CourseFields):
@@ -64,10 +83,10 @@ class CoursePatch(Schema):
     """Only the fields present are changed; `capacity: null` means unlimited."""
 
     name: StrictStr = Field(None, min_length=1, max_length=200)  # type: ignore[assignment]
-    lessons: StrictInt = Field(None, ge=0, le=100_000)  # type: ignore[assignment]
-    capacity: StrictInt | None = Field(None, ge=0, le=10_000_000)
-    registration_opens_at: AwareDatetime | None = None
-    registration_closes_at: AwareDatetime | None = None
+    lessons: WholeNumber = Field(None, ge=0, le=100_000)  # type: ignore[assignment]
+    capacity: WholeNumber | None = Field(None, ge=0, le=10_000_000)
+    registration_opens_at: Time | None = None
+    registration_closes_at: Time | None = None
 
     @field_validator("name", "lessons", mode="before")
     @classmethod

@@ -12,20 +12,24 @@ from course_signup.domain.errors import (
 )
 
 MAX_EMAIL_LENGTH = 254
+# The same shapes, as JSON-Schema patterns for the OpenAPI document.
+EMAIL_PATTERN = r"^\s*[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\s*$"
+COURSE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 _COURSE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _FORBIDDEN_IN_EMAIL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def normalize_email(raw: str) -> str:
     """Trim and lower-case an e-mail address; raise InvalidInputError if it is not one."""
-    email = raw.strip().lower()
+    trimmed = raw.strip()
+    email = trimmed.lower()
     local, at, domain = email.rpartition("@")
     if (
         not at
         or not local
         or not domain
         or "@" in local
-        or len(email) > MAX_EMAIL_LENGTH
+        or len(trimmed) > MAX_EMAIL_LENGTH
         or _FORBIDDEN_IN_EMAIL.search(email)
     ):
         raise InvalidInputError("studentEmail must be an e-mail address.")
