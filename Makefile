@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast migrate lint bench loadtest clean
+.PHONY: run test test-fast migrate lint bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-bench   ## benchmark against the local PostgreSQL; prints a table
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+lock: $(VENV)/.installed-bench   ## re-pin constraints.txt from the current virtual environment
+	@{ head -n 2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^course-signup'; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -64,6 +64,8 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.tokens = None
         else:
             app.state.tokens = TokenService(settings, secret=load_or_create_secret(settings))
+        if settings.broker_url:
+            log.warning("BROKER_URL is set, but this release writes every sign-up synchronously; it is not used")
         purger = asyncio.create_task(_purge_idempotency_keys(app))
         try:
             yield

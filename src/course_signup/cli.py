@@ -83,6 +83,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> None:
         access_log=False,
         server_header=False,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    # Proxies whose X-Forwarded-For is believed (client addresses feed the anonymous rate limit).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     auth_mode: Literal["jwt", "none"] = "jwt"
     jwt_secret: SecretStr | None = None
