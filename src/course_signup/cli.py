@@ -15,6 +15,7 @@ from course_signup import logs
 from course_signup.adapters import database, migrations
 from course_signup.adapters.cache import InProcessCache
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
+from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 from course_signup.settings import CONFIG_ENV, Settings, get_settings
 
 T = TypeVar("T")
@@ -149,9 +150,7 @@ async def _seed_catalogue(engine: database.AsyncEngine) -> list[str]:
     return await courses.seed_catalogue(_uow(engine))
 
 
-def _uow(engine: database.AsyncEngine):  # type: ignore[no-untyped-def]
-    from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
-
+def _uow(engine: database.AsyncEngine) -> SqlAlchemyUnitOfWork:
     return SqlAlchemyUnitOfWork(database.create_sessions(engine))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+from course_signup.adapters import metrics
+
 
 class Cache(Protocol):
     def get(self, key: str) -> Any | None: ...
@@ -19,15 +21,13 @@ class InProcessCache:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Any]] = {}
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: str) -> Any | None:
         entry = self._entries.get(key)
         if entry is None or entry[0] < time.monotonic():
-            self.misses += 1
+            metrics.CACHE_MISSES.inc()
             return None
-        self.hits += 1
+        metrics.CACHE_HITS.inc()
         return entry[1]
 
     def put(self, key: str, value: Any) -> None:

@@ -7,13 +7,21 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from course_signup.adapters import metrics
 from course_signup.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """An engine for the configured database, tuned per backend."""
+    """An engine for the configured database, tuned per backend, reporting its pool to metrics."""
+    engine = _create_engine(settings)
+    event.listen(engine.sync_engine.pool, "checkout", lambda *_: metrics.POOL_IN_USE.inc())
+    event.listen(engine.sync_engine.pool, "checkin", lambda *_: metrics.POOL_IN_USE.dec())
+    return engine
+
+
+def _create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(

@@ -25,11 +25,9 @@ LATENCY = Histogram(
 SIGNUPS = Counter(
     "signups_total", "Sign-up outcomes: enrolled, waitlisted, full, duplicate, closed, other.", ["outcome"]
 )
-CACHE = Counter("course_cache_total", "Catalogue cache lookups by result.", ["result"])
+_CACHE = Counter("course_cache_lookups_total", "Catalogue cache lookups by result.", ["result"])
+CACHE_HITS, CACHE_MISSES = _CACHE.labels("hit"), _CACHE.labels("miss")
 POOL_IN_USE = Gauge("db_pool_connections_in_use", "Database connections checked out.", multiprocess_mode="livesum")
-POOL_WAIT = Histogram(
-    "db_pool_wait_seconds", "Time spent waiting for a database connection.", buckets=(0.001, 0.01, 0.1, 0.5, 1, 2, 5)
-)
 
 _OUTCOME_BY_ERROR = {
     "CourseFullError": "full",
