@@ -118,6 +118,30 @@ async def test_bad_pagination_is_a_bad_request(client: httpx.AsyncClient, query:
     assert_error(await client.get(f"/courses?{query}"), 400)
 
 
+def _forged(key: list[object]) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+async def test_forged_cursors_with_wrong_types_are_bad_requests(client: httpx.AsyncClient, admin_headers, auth):
+    course = await new_course(client, admin_headers)
+    student = email()
+    for path, key in (
+        ("/courses", [5]),
+        ("/courses", [True]),
+        (f"/students/{student}/courses", [["nested"]]),
+        (f"/courses/{course}/events", ["CS101"]),
+        (f"/courses/{course}/students", [1, "someone@example.com"]),
+        (f"/courses/{course}/students", [0, 7]),
+        (f"/courses/{course}/students", [2, 7]),
+        ("/courses", ["x" * 300]),
+    ):
+        response = await client.get(f"{path}?cursor={_forged(key)}", headers=admin_headers)
+        assert_error(response, 400, "cursor is not valid.")
+
+
 async def test_pages_walk_the_catalogue_without_gaps_or_repeats(client: httpx.AsyncClient, admin_headers):
     created = sorted([await new_course(client, admin_headers) for _ in range(7)])
     seen: list[str] = []

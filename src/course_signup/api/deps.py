@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
@@ -11,7 +12,7 @@ from course_signup.adapters.cache import Cache
 from course_signup.adapters.tokens import Principal
 from course_signup.domain import rules
 from course_signup.domain.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
-from course_signup.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, decode_cursor
+from course_signup.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, KeyShape, PageRequest, decode_cursor
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
 
@@ -108,18 +109,16 @@ def path_course(
 CURSOR_HELP = "Opaque: `page.nextCursor` of the previous page. One that does not decode is a 400."
 
 
-def page_request(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=512, description=CURSOR_HELP)] = None,
-) -> PageRequest:
-    return PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, arity=1))
+def paging(shape: KeyShape) -> Callable[..., PageRequest]:
+    """A dependency reading `limit` and `cursor` for a list whose sort key has this shape."""
 
+    def page_request(
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, Query(max_length=512, description=CURSOR_HELP)] = None,
+    ) -> PageRequest:
+        return PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, shape=shape))
 
-def roster_page_request(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=512, description=CURSOR_HELP)] = None,
-) -> PageRequest:
-    return PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, arity=2))
+    return page_request
 
 
 UowDep = Annotated[SqlAlchemyUnitOfWork, Depends(get_uow)]
@@ -129,6 +128,7 @@ PathCourse = Annotated[str, Depends(path_course)]
 Admin = Depends(require_admin)
 WriteLimit = Depends(limit_writes)
 AnonymousLimit = Depends(limit_anonymous)
-PageDep = Annotated[PageRequest, Depends(page_request)]
-RosterPageDep = Annotated[PageRequest, Depends(roster_page_request)]
+PageDep = Annotated[PageRequest, Depends(paging((str,)))]  # by course id or student id
+EventPageDep = Annotated[PageRequest, Depends(paging((int,)))]  # by event id
+RosterPageDep = Annotated[PageRequest, Depends(paging((int, (str, int))))]  # (part, student id | ticket)
 StatusFilter = Annotated[Literal["enrolled", "waitlisted"] | None, Query(alias="status")]

@@ -38,8 +38,15 @@ def encode_cursor(key: tuple[Any, ...]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *, arity: int) -> tuple[Any, ...]:
-    """Decode a cursor made by encode_cursor for a key of `arity` parts; InvalidInputError otherwise."""
+KeyShape = tuple[type | tuple[type, ...], ...]
+
+
+def decode_cursor(cursor: str, *, shape: KeyShape) -> tuple[Any, ...]:
+    """Decode a cursor made by encode_cursor whose key parts have the types in `shape`.
+
+    Anything else (not base64, not JSON, wrong length or types) is InvalidInputError, so a
+    forged cursor can never reach a query with a value of the wrong type.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
@@ -47,8 +54,9 @@ def decode_cursor(cursor: str, *, arity: int) -> tuple[Any, ...]:
         raise InvalidInputError("cursor is not valid.") from None
     if (
         not isinstance(key, list)
-        or len(key) != arity
-        or not all(isinstance(part, (str, int)) and not isinstance(part, bool) for part in key)
+        or len(key) != len(shape)
+        or any(isinstance(part, bool) or not isinstance(part, kind) for part, kind in zip(key, shape, strict=True))
+        or any(isinstance(part, str) and len(part) > 256 for part in key)
     ):
         raise InvalidInputError("cursor is not valid.")
     return tuple(key)

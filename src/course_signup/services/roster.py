@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from course_signup.domain.errors import NotClassmateError
+from course_signup.domain.errors import InvalidInputError, NotClassmateError
 from course_signup.domain.models import STATUS_ENROLLED, CourseEvent, Enrollment
 from course_signup.domain.pagination import Page, PageRequest, make_page
 from course_signup.domain.views import EnrollmentView
@@ -24,20 +24,20 @@ async def list_classmates(uow: UnitOfWork, *, student_id: str, course_id: str, p
 async def course_roster(uow: UnitOfWork, *, course_id: str, page: PageRequest) -> Page[EnrollmentView]:
     """Enrolled students by id, then the waitlist by position; the cursor says which part it is in."""
     phase, key = page.after if page.after is not None else (_ENROLLED_PHASE, None)
-    if phase not in (_ENROLLED_PHASE, _WAITLIST_PHASE):
-        phase = _WAITLIST_PHASE
+    if (phase, type(key)) not in ((_ENROLLED_PHASE, str), (_ENROLLED_PHASE, type(None)), (_WAITLIST_PHASE, int)):
+        raise InvalidInputError("cursor is not valid.")
     views: list[tuple[tuple[int, object], EnrollmentView]] = []
     async with uow:
         await uow.courses.get(course_id)  # CourseNotFoundError for an unknown course
         if phase == _ENROLLED_PHASE:
-            after = PageRequest(page.limit, None if key is None else (str(key),))
+            after = PageRequest(page.limit, None if key is None else (key,))
             for row in await uow.enrollments.list_enrolled(course_id, page=after):
                 views.append(((_ENROLLED_PHASE, row.student_id), _view(row)))
             key = None
         room = page.limit + 1 - len(views)
         if room > 0:
             waiting = await uow.enrollments.list_waitlisted(
-                course_id, limit=room, after_seq=int(key) if isinstance(key, int) else None
+                course_id, limit=room, after_seq=key if phase == _WAITLIST_PHASE else None
             )
             if waiting:
                 first = await uow.enrollments.waitlist_position(course_id, waiting[0].waitlist_seq or 0)

@@ -7,7 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from course_signup.api.deps import Admin, AnonymousLimit, CacheDep, PageDep, PathCourse, RosterPageDep, UowDep
+from course_signup.api.deps import (
+    Admin,
+    AnonymousLimit,
+    CacheDep,
+    EventPageDep,
+    PageDep,
+    PathCourse,
+    RosterPageDep,
+    UowDep,
+)
 from course_signup.api.envelope import ok
 from course_signup.api.schemas import (
     CourseCreate,
@@ -117,7 +126,7 @@ async def course_roster(course_id: PathCourse, uow: UowDep, page: RosterPageDep)
     responses=error_responses(401, 403),
     tags=["admin"],
 )
-async def course_events(course_id: PathCourse, uow: UowDep, page: PageDep) -> Response:
+async def course_events(course_id: PathCourse, uow: UowDep, page: EventPageDep) -> Response:
     """The course's audit trail (admin), oldest first; kept after the course is deleted."""
     result = await roster.course_events(uow, course_id=course_id, page=page)
     return ok([event_out(e) for e in result.items], page=result, limit=page.limit)
