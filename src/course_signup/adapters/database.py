@@ -37,7 +37,9 @@ def _create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per checkout): a connection the server dropped fails its
+        # request with a 503, and SQLAlchemy then invalidates the whole pool, so the next
+        # requests reconnect.
         pool_recycle=1800,
     )
 

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import String, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from course_signup.domain.errors import CourseNotFoundError
+from course_signup.domain.events import EventType
 from course_signup.domain.models import (
     STATUS_ENROLLED,
     STATUS_WAITLISTED,
@@ -20,13 +22,19 @@ from course_signup.domain.models import (
     CourseEvent,
     Enrollment,
     IdempotencyRecord,
+    UTCDateTime,
 )
 from course_signup.domain.pagination import PageRequest
+from course_signup.domain.views import SeatOutcome
 
 
 def _upsert(session: AsyncSession) -> Any:
     """The dialect's INSERT that knows ON CONFLICT (PostgreSQL and SQLite both do)."""
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _is_unique_violation(exc: IntegrityError, constraint: str) -> bool:
+    return constraint in str(exc.orig)
 
 
 def _open_at(at: datetime) -> Any:
@@ -132,9 +140,90 @@ class CourseRepository:
         await self.session.execute(delete(Course).where(Course.course_id == course_id))
 
 
+def _enroll_if_seat_free_statement() -> Any:
+    """seat (conditional UPDATE) -> enrollment (INSERT from seat) -> audit (INSERT from enrollment)."""
+    # Bind names differ from column names: an UPDATE would read a "course_id" key as SET course_id.
+    at = bindparam("p_at", type_=UTCDateTime())
+    seat = (
+        update(Course)
+        .where(
+            Course.course_id == bindparam("p_course"),
+            or_(Course.capacity.is_(None), Course.enrolled < Course.capacity),
+            _open_at(at),
+        )
+        .values(enrolled=Course.enrolled + 1, updated_at=at)
+        .returning(Course.course_id)
+        .cte("seat")
+    )
+    enrollment = (
+        insert(Enrollment)
+        .from_select(
+            ["student_id", "course_id", "status", "created_at"],
+            select(bindparam("p_student", type_=String()), seat.c.course_id, literal(STATUS_ENROLLED), at),
+        )
+        .returning(Enrollment.course_id, Enrollment.student_id)
+        .cte("enrollment")
+    )
+    audit = (
+        insert(CourseEvent)
+        .from_select(
+            ["course_id", "type", "student_id", "at", "request_id"],
+            select(
+                enrollment.c.course_id,
+                literal(EventType.ENROLLED.value),
+                enrollment.c.student_id,
+                at,
+                bindparam("p_request", type_=String()),
+            ),
+        )
+        .cte("audit")
+    )
+    return select(func.count()).select_from(enrollment).add_cte(audit)
+
+
+_ENROLL_IF_SEAT_FREE = _enroll_if_seat_free_statement()
+
+
 class EnrollmentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def enroll_if_seat_free(
+        self, *, student_id: str, course_id: str, at: datetime, request_id: str | None
+    ) -> SeatOutcome:
+        """Claim a seat, insert the enrollment and its audit event: all of it, or nothing.
+
+        On PostgreSQL this is ONE statement (data-modifying CTEs), so under an autocommit
+        connection the hot course's row lock is held only inside the server, from the UPDATE to
+        the commit, never across a round trip to Python. A duplicate raises the unique violation,
+        which undoes the whole statement. SQLite runs the same steps inside its serialised
+        BEGIN IMMEDIATE transaction; the caller rolls back on DUPLICATE.
+        """
+        if self.session.get_bind().dialect.name != "postgresql":
+            return await self._enroll_in_steps(student_id=student_id, course_id=course_id, at=at, request_id=request_id)
+        params = {"p_student": student_id, "p_course": course_id, "p_at": at, "p_request": request_id}
+        try:
+            # Core execution on the session's connection: the statement is built once, and this
+            # path skips the ORM's per-statement bookkeeping.
+            connection = await self.session.connection()
+            seated = (await connection.execute(_ENROLL_IF_SEAT_FREE, params)).scalar_one()
+        except IntegrityError as exc:
+            if _is_unique_violation(exc, "uq_enrollments_course_id_student_id"):
+                return SeatOutcome.DUPLICATE
+            raise
+        return SeatOutcome.SEATED if seated else SeatOutcome.NO_SEAT
+
+    async def _enroll_in_steps(
+        self, *, student_id: str, course_id: str, at: datetime, request_id: str | None
+    ) -> SeatOutcome:
+        if not await CourseRepository(self.session).claim_seat(course_id, at=at):
+            return SeatOutcome.NO_SEAT
+        if not await self.add(student_id=student_id, course_id=course_id, status=STATUS_ENROLLED, at=at):
+            return SeatOutcome.DUPLICATE
+        await EventRepository(self.session, request_id=request_id).add(
+            course_id=course_id, type=EventType.ENROLLED, student_ids=[student_id], at=at
+        )
+        return SeatOutcome.SEATED
 
     async def add(
         self, *, student_id: str, course_id: str, status: str, at: datetime, waitlist_seq: int | None = None

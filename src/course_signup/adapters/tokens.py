@@ -21,6 +21,7 @@ log = logging.getLogger("course_signup.tokens")
 SECRET_FILE = "jwt-secret"
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
 JWKS_TIMEOUT_SECONDS = 2.0
+VERIFIED_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,9 @@ class TokenService:
 
     def __init__(self, settings: Settings, *, secret: str | None) -> None:
         self._secret = secret
+        # Verified tokens, so a client's repeated requests skip the signature check; only valid
+        # tokens are kept, each until its expiry.
+        self._verified: dict[str, tuple[Principal, float]] = {}
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
@@ -94,6 +98,16 @@ class TokenService:
 
     async def verify(self, token: str) -> Principal:
         """The token's principal; UnauthenticatedError for anything not valid."""
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1]:
+            return known[0]
+        principal, expires = await self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -123,7 +137,8 @@ class TokenService:
             raise UnauthenticatedError("The bearer token has expired.") from None
         except jwt.PyJWTError:
             raise UnauthenticatedError("The bearer token is not valid.") from None
-        return _principal(claims)
+        # Remembered until it expires (by the same leeway the check allows), never longer.
+        return _principal(claims), float(claims["exp"]) + self._leeway
 
     async def _signing_key(self, token: str) -> object:
         assert self._jwks is not None

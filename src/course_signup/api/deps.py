@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
@@ -16,11 +16,11 @@ from course_signup.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, KeyShape, 
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
 
-def get_uow(request: Request) -> SqlAlchemyUnitOfWork:
+async def get_uow(request: Request) -> SqlAlchemyUnitOfWork:
     return SqlAlchemyUnitOfWork(request.app.state.sessions, request_id=request.state.request_id)
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     return request.app.state.cache
 
 
@@ -44,7 +44,7 @@ async def get_principal(
 PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
 
 
-def path_student(
+async def path_student(
     principal: PrincipalDep,
     student_email: Annotated[
         str,
@@ -87,12 +87,12 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def require_admin(principal: PrincipalDep) -> None:
+async def require_admin(principal: PrincipalDep) -> None:
     if principal is not None and not principal.is_admin:
         raise ForbiddenError()
 
 
-def path_course(
+async def path_course(
     course_id: Annotated[
         str,
         Path(
@@ -109,10 +109,10 @@ def path_course(
 CURSOR_HELP = "Opaque: `page.nextCursor` of the previous page. One that does not decode is a 400."
 
 
-def paging(shape: KeyShape) -> Callable[..., PageRequest]:
+def paging(shape: KeyShape) -> Callable[..., Awaitable[PageRequest]]:
     """A dependency reading `limit` and `cursor` for a list whose sort key has this shape."""
 
-    def page_request(
+    async def page_request(
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, Query(max_length=512, description=CURSOR_HELP)] = None,
     ) -> PageRequest:

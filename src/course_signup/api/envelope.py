@@ -39,10 +39,19 @@ def envelope_bytes(status: int, data: Any, *, page: dict[str, Any] | None = None
     return orjson.dumps(body)
 
 
-def ok(data: Any, *, status: int = 200, page: Page[Any] | None = None, limit: int | None = None) -> Response:
-    """A success envelope; with `page`, the sibling `page` object of API.md's pagination."""
-    page_info = None if page is None else {"limit": limit, "nextCursor": page.next_cursor}
-    return Response(envelope_bytes(status, data, page=page_info), status_code=status, media_type=JSON)
+def page_out(page: Page[Any], limit: int) -> dict[str, Any]:
+    """The sibling `page` object of API.md's pagination."""
+    return {"limit": limit, "nextCursor": page.next_cursor}
+
+
+def ok(data: Any, *, status: int = 200, page: Page[Any] | None = None, limit: int = 0) -> Response:
+    """A success envelope; with `page`, also the `page` object."""
+    page_info = None if page is None else page_out(page, limit)
+    return json_response(envelope_bytes(status, data, page=page_info), status=status)
+
+
+def json_response(body: bytes, *, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type=JSON)
 
 
 def error(status: int, sentence: str, headers: dict[str, str] | None = None) -> Response:

@@ -48,7 +48,7 @@ class Idempotency:
         return response
 
 
-def get_idempotency(
+async def get_idempotency(
     request: Request,
     idempotency_key: Annotated[
         str | None,

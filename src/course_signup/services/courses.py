@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from course_signup.adapters.cache import Cache
 from course_signup.domain import rules
@@ -13,6 +14,8 @@ from course_signup.domain.models import STATUS_ENROLLED, Course, utcnow
 from course_signup.domain.pagination import Page, PageRequest, make_page
 from course_signup.services.enrollments import promote_waitlisted
 from course_signup.services.unit_of_work import UnitOfWork
+
+T = TypeVar("T")
 
 ORIGINAL_CATALOGUE = (
     ("CS101", "Intro to Computer Science", 24),
@@ -43,29 +46,31 @@ def new_course(course_id: str, *, at: datetime, **fields: Any) -> Course:
     )
 
 
-async def list_courses(uow: UnitOfWork, cache: Cache, *, page: PageRequest) -> Page[Course]:
-    """One page of the catalogue, by course id; served from the cache when fresh."""
+async def list_courses(uow: UnitOfWork, cache: Cache, *, page: PageRequest, render: Callable[[Page[Course]], T]) -> T:
+    """One page of the catalogue, by course id, as `render` shapes it; cached until a write or the TTL."""
     key = f"courses:{page.limit}:{page.after}"
     cached = cache.get(key)
     if cached is not None:
         return cached
     async with uow:
         rows = list(await uow.courses.list(page))
-    result = make_page(rows, page, key=lambda course: (course.course_id,))
-    cache.put(key, result)
-    return result
+    # The rendered form is what is cached, so a hit costs no encoding at all.
+    rendered = render(make_page(rows, page, key=lambda course: (course.course_id,)))
+    cache.put(key, rendered)
+    return rendered
 
 
-async def get_course(uow: UnitOfWork, cache: Cache, *, course_id: str) -> Course:
-    """One course; CourseNotFoundError if there is none."""
+async def get_course(uow: UnitOfWork, cache: Cache, *, course_id: str, render: Callable[[Course], T]) -> T:
+    """One course as `render` shapes it; CourseNotFoundError if there is none."""
     key = f"course:{course_id}"
     cached = cache.get(key)
     if cached is not None:
         return cached
     async with uow:
         course = await uow.courses.get(course_id)
-    cache.put(key, course)
-    return course
+    rendered = render(course)
+    cache.put(key, rendered)
+    return rendered
 
 
 async def create_course(uow: UnitOfWork, cache: Cache, *, course_id: str, **fields: Any) -> Course:

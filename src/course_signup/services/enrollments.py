@@ -17,7 +17,7 @@ from course_signup.domain.errors import (
 from course_signup.domain.events import EventType
 from course_signup.domain.models import STATUS_ENROLLED, STATUS_WAITLISTED, utcnow
 from course_signup.domain.pagination import Page, PageRequest, make_page
-from course_signup.domain.views import DropResult, EnrollmentView, StudentCourseView
+from course_signup.domain.views import DropResult, EnrollmentView, SeatOutcome, StudentCourseView
 from course_signup.services.unit_of_work import UnitOfWork
 
 
@@ -31,12 +31,29 @@ async def sign_up(uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: 
 async def _sign_up(uow: UnitOfWork, *, student_id: str, course_id: str, waitlist: bool) -> EnrollmentView:
     now = utcnow()
     async with uow:
-        # One conditional UPDATE claims the seat, so "enrolled <= capacity" holds across processes;
-        # it also takes the course's row lock, which orders every sign-up for this course.
-        if await uow.courses.claim_seat(course_id, at=now):
-            return await _enroll(uow, student_id=student_id, course_id=course_id, at=now)
-        # No seat: find out why while holding the course's row lock.
-        course = await uow.courses.get(course_id, for_update=True)
+        # The fast path: seat, enrollment and audit event in one atomic statement. A conditional
+        # UPDATE claims the seat, so "enrolled <= capacity" holds across processes, and the unique
+        # constraint rejects a duplicate.
+        await uow.single_statements()
+        outcome = await uow.enrollments.enroll_if_seat_free(
+            student_id=student_id, course_id=course_id, at=now, request_id=uow.request_id
+        )
+        if outcome is SeatOutcome.SEATED:
+            await uow.commit()
+            return EnrollmentView(student_id, course_id, STATUS_ENROLLED, now)
+        await uow.rollback()
+        if outcome is SeatOutcome.DUPLICATE:
+            raise await _duplicate_of(uow, student_id=student_id, course_id=course_id)
+    return await _sign_up_without_free_seat(uow, student_id=student_id, course_id=course_id, waitlist=waitlist)
+
+
+async def _sign_up_without_free_seat(
+    uow: UnitOfWork, *, student_id: str, course_id: str, waitlist: bool
+) -> EnrollmentView:
+    """No seat was claimed: find out why under the course's row lock, and waitlist if asked."""
+    now = utcnow()
+    async with uow:
+        course = await uow.courses.get(course_id, for_update=True)  # CourseNotFoundError
         rules.ensure_registration_open(course.registration_opens_at, course.registration_closes_at, at=now)
         existing = await uow.enrollments.get(student_id=student_id, course_id=course_id)
         if existing is not None:
@@ -125,8 +142,13 @@ async def _add(
     ):
         return
     await uow.rollback()
+    raise await _duplicate_of(uow, student_id=student_id, course_id=course_id)
+
+
+async def _duplicate_of(uow: UnitOfWork, *, student_id: str, course_id: str) -> DomainError:
+    """The error for a duplicate sign-up: already enrolled, or already waitlisted."""
     existing = await uow.enrollments.get(student_id=student_id, course_id=course_id)
-    raise _duplicate(existing.status if existing is not None else STATUS_ENROLLED)
+    return _duplicate(existing.status if existing is not None else STATUS_ENROLLED)
 
 
 def _duplicate(status: str) -> DomainError:

@@ -22,6 +22,7 @@ class UnitOfWork(Protocol):
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc_info: object) -> None: ...
+    async def single_statements(self) -> None: ...
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...
 
@@ -45,6 +46,16 @@ class SqlAlchemyUnitOfWork:
         # close() rolls back whatever was not committed and detaches loaded objects without
         # expiring them, so a use case can return what it read.
         await self.session.close()
+
+    async def single_statements(self) -> None:
+        """Make each following statement its own transaction; call before the first one.
+
+        Only for work that is one atomic statement (the sign-up fast path): on PostgreSQL the
+        statement then commits inside the server, so no lock waits on Python. SQLite keeps its
+        one BEGIN IMMEDIATE transaction, which serialises writers anyway.
+        """
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
     async def commit(self) -> None:
         await self.session.commit()

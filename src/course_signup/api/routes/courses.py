@@ -17,7 +17,7 @@ from course_signup.api.deps import (
     RosterPageDep,
     UowDep,
 )
-from course_signup.api.envelope import ok
+from course_signup.api.envelope import envelope_bytes, json_response, ok, page_out
 from course_signup.api.schemas import (
     CourseCreate,
     CourseOut,
@@ -31,6 +31,8 @@ from course_signup.api.schemas import (
     error_responses,
     event_out,
 )
+from course_signup.domain.models import Course
+from course_signup.domain.pagination import Page
 from course_signup.services import courses, roster
 
 router = APIRouter(tags=["courses"])
@@ -45,8 +47,11 @@ ADMIN = error_responses(401, 403, 404)
 )
 async def list_courses(uow: UowDep, cache: CacheDep, page: PageDep) -> Response:
     """The course catalogue, by course id, paginated."""
-    result = await courses.list_courses(uow, cache, page=page)
-    return ok([course_out(c) for c in result.items], page=result, limit=page.limit)
+
+    def render(result: Page[Course]) -> bytes:
+        return envelope_bytes(200, [course_out(c) for c in result.items], page=page_out(result, page.limit))
+
+    return json_response(await courses.list_courses(uow, cache, page=page, render=render))
 
 
 @router.get(
@@ -57,7 +62,11 @@ async def list_courses(uow: UowDep, cache: CacheDep, page: PageDep) -> Response:
 )
 async def get_course(course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
     """One course with its seats and waitlist counts."""
-    return ok(course_out(await courses.get_course(uow, cache, course_id=course_id)))
+
+    def render(course: Course) -> bytes:
+        return envelope_bytes(200, course_out(course))
+
+    return json_response(await courses.get_course(uow, cache, course_id=course_id, render=render))
 
 
 @router.post(
