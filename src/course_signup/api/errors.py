@@ -68,10 +68,20 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+# SQLSTATE classes meaning "the database cannot serve now": connection exceptions,
+# insufficient resources (e.g. too many clients), operator intervention (shutdown, restart).
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+
+
 async def database_error_handler(request: Request, exc: Exception) -> Response:
     """An unreachable or overloaded database is 503 with Retry-After; any other failure is 500."""
     if isinstance(exc, (PoolTimeoutError, OperationalError, InterfaceError, OSError)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+        isinstance(exc, DBAPIError)
+        and (exc.connection_invalidated or _sqlstate(exc).startswith(UNAVAILABLE_SQLSTATE_CLASSES))
     ):
         log.warning("database unavailable: %s", type(exc).__name__)
         return error(503, "The database is unavailable; try again shortly.", {"Retry-After": RETRY_AFTER_SECONDS})
