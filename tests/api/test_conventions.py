@@ -137,6 +137,8 @@ async def test_forged_cursors_with_wrong_types_are_bad_requests(client: httpx.As
         (f"/courses/{course}/students", [0, 7]),
         (f"/courses/{course}/students", [2, 7]),
         ("/courses", ["x" * 300]),
+        (f"/courses/{course}/events", [2**70]),
+        (f"/courses/{course}/students", [1, -(2**64)]),
     ):
         response = await client.get(f"{path}?cursor={_forged(key)}", headers=admin_headers)
         assert_error(response, 400, "cursor is not valid.")

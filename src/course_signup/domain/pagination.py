@@ -57,6 +57,7 @@ def decode_cursor(cursor: str, *, shape: KeyShape) -> tuple[Any, ...]:
         or len(key) != len(shape)
         or any(isinstance(part, bool) or not isinstance(part, kind) for part, kind in zip(key, shape, strict=True))
         or any(isinstance(part, str) and len(part) > 256 for part in key)
+        or any(isinstance(part, int) and not -(2**63) <= part < 2**63 for part in key)  # BIGINT range
     ):
         raise InvalidInputError("cursor is not valid.")
     return tuple(key)
