@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -138,6 +139,42 @@ class CourseRepository:
 
     async def remove(self, course_id: str) -> None:
         await self.session.execute(delete(Course).where(Course.course_id == course_id))
+
+
+@functools.cache
+def _student_courses_statement(with_status: bool, with_after: bool) -> Any:
+    """A student's courses with each waitlist position; built once per shape (aliasing is costly)."""
+    ahead = aliased(Enrollment)
+    position = (
+        select(func.count())
+        .where(
+            ahead.course_id == Enrollment.course_id,
+            ahead.status == STATUS_WAITLISTED,
+            ahead.waitlist_seq <= Enrollment.waitlist_seq,
+        )
+        .correlate(Enrollment)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            Enrollment.student_id,
+            Enrollment.course_id,
+            Course.name,
+            Course.lessons,
+            Enrollment.status,
+            Enrollment.created_at,
+            position.label("position"),
+        )
+        .join(Course, Course.course_id == Enrollment.course_id)
+        .where(Enrollment.student_id == bindparam("p_student"))
+        .order_by(Enrollment.course_id)
+        .limit(bindparam("p_limit"))
+    )
+    if with_status:
+        query = query.where(Enrollment.status == bindparam("p_status"))
+    if with_after:
+        query = query.where(Enrollment.course_id > bindparam("p_after"))
+    return query
 
 
 def _enroll_if_seat_free_statement() -> Any:
@@ -319,37 +356,14 @@ class EnrollmentRepository:
 
     async def list_for_student(self, student_id: str, *, status: str | None, page: PageRequest) -> Sequence[Any]:
         """The student's enrollments joined with their course, by course id."""
-        ahead = aliased(Enrollment)
-        position = (
-            select(func.count())
-            .where(
-                ahead.course_id == Enrollment.course_id,
-                ahead.status == STATUS_WAITLISTED,
-                ahead.waitlist_seq <= Enrollment.waitlist_seq,
-            )
-            .correlate(Enrollment)
-            .scalar_subquery()
-        )
-        query = (
-            select(
-                Enrollment.student_id,
-                Enrollment.course_id,
-                Course.name,
-                Course.lessons,
-                Enrollment.status,
-                Enrollment.created_at,
-                position.label("position"),
-            )
-            .join(Course, Course.course_id == Enrollment.course_id)
-            .where(Enrollment.student_id == student_id)
-            .order_by(Enrollment.course_id)
-            .limit(page.limit + 1)
-        )
+        statement = _student_courses_statement(status is not None, page.after is not None)
+        params: dict[str, Any] = {"p_student": student_id, "p_limit": page.limit + 1}
         if status is not None:
-            query = query.where(Enrollment.status == status)
+            params["p_status"] = status
         if page.after is not None:
-            query = query.where(Enrollment.course_id > page.after[0])
-        return (await self.session.execute(query)).all()
+            params["p_after"] = page.after[0]
+        connection = await self.session.connection()
+        return (await connection.execute(statement, params)).all()
 
     async def list_enrolled(
         self, course_id: str, *, page: PageRequest, excluding: str | None = None

@@ -53,6 +53,7 @@ async def list_courses(uow: UnitOfWork, cache: Cache, *, page: PageRequest, rend
     if cached is not None:
         return cached
     async with uow:
+        await uow.single_statements()  # one read: no BEGIN/ROLLBACK round trips around it
         rows = list(await uow.courses.list(page))
     # The rendered form is what is cached, so a hit costs no encoding at all.
     rendered = render(make_page(rows, page, key=lambda course: (course.course_id,)))
@@ -67,6 +68,7 @@ async def get_course(uow: UnitOfWork, cache: Cache, *, course_id: str, render: C
     if cached is not None:
         return cached
     async with uow:
+        await uow.single_statements()
         course = await uow.courses.get(course_id)
     rendered = render(course)
     cache.put(key, rendered)

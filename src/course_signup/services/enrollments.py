@@ -100,6 +100,7 @@ async def list_my_courses(
 ) -> Page[StudentCourseView]:
     """The student's courses (enrolled and waitlisted), by course id."""
     async with uow:
+        await uow.single_statements()  # one read: no BEGIN/ROLLBACK round trips around it
         rows = await uow.enrollments.list_for_student(student_id, status=status, page=page)
     views = [
         StudentCourseView(

@@ -50,6 +50,7 @@ async def course_roster(uow: UnitOfWork, *, course_id: str, page: PageRequest) -
 async def course_events(uow: UnitOfWork, *, course_id: str, page: PageRequest) -> Page[CourseEvent]:
     """The course's audit trail, oldest first; kept after the course itself is deleted."""
     async with uow:
+        await uow.single_statements()
         rows = list(await uow.events.list(course_id, page))
     return make_page(rows, page, key=lambda event: (event.event_id,))
 

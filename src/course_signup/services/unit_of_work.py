@@ -50,9 +50,9 @@ class SqlAlchemyUnitOfWork:
     async def single_statements(self) -> None:
         """Make each following statement its own transaction; call before the first one.
 
-        Only for work that is one atomic statement (the sign-up fast path): on PostgreSQL the
-        statement then commits inside the server, so no lock waits on Python. SQLite keeps its
-        one BEGIN IMMEDIATE transaction, which serialises writers anyway.
+        Only for work that is one statement: a single read, or the sign-up fast path, whose
+        statement then commits inside the server so no lock waits on Python. It saves the
+        BEGIN and COMMIT/ROLLBACK round trips. SQLite keeps its one transaction.
         """
         if self.session.get_bind().dialect.name == "postgresql":
             await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
