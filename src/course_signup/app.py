@@ -18,6 +18,7 @@ from course_signup.adapters.ratelimit import RateLimiter
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
 from course_signup.api import errors
 from course_signup.api.middleware import RequestMiddleware
+from course_signup.api.response_cache import CatalogueResponseCache
 from course_signup.api.routes import courses, health, students
 from course_signup.services import idempotency
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(CatalogueResponseCache)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
