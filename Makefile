@@ -38,7 +38,10 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench loadtest
 
 bench: $(VENV)/.installed-bench   ## benchmark against the local PostgreSQL; prints a table
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || true
+	@if command -v wrk >/dev/null; then $(BIN)/python bench/run.py $(BENCH_ARGS); \
+	 else echo "wrk not installable here: using the asyncio load generator"; \
+	      $(BIN)/python bench/run.py --loadgen asyncio $(BENCH_ARGS); fi
 
 lock: $(VENV)/.installed-bench   ## re-pin constraints.txt from the current virtual environment
 	@{ head -n 2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^course-signup'; } > constraints.txt.new
