@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast migrate lint bench lock clean
+.PHONY: run test test-fast migrate lint bench fault-drills lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench: $(VENV)/.installed-bench   ## benchmark against the local PostgreSQL; pri
 	@if command -v wrk >/dev/null; then $(BIN)/python bench/run.py $(BENCH_ARGS); \
 	 else echo "wrk not installable here: using the asyncio load generator"; \
 	      $(BIN)/python bench/run.py --loadgen asyncio $(BENCH_ARGS); fi
+
+fault-drills: $(VENV)/.installed-dev   ## restart PostgreSQL under heavier load, stop Redis, kill a process; prints a report
+	FAULT_DRILL_CLIENTS=64 FAULT_DRILL_LOAD_SECONDS=5 $(BIN)/pytest -s -q tests/integration/test_fault_drills.py
 
 lock: $(VENV)/.installed-bench   ## re-pin constraints.txt from the current virtual environment
 	@{ head -n 2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^course-signup'; } > constraints.txt.new

@@ -168,10 +168,19 @@ async def test_openapi_and_docs_are_served(client: httpx.AsyncClient):
     assert (await client.get("/docs")).status_code == 200
 
 
-async def test_metrics_are_prometheus_text(client: httpx.AsyncClient):
+async def test_metrics_are_prometheus_text(client: httpx.AsyncClient, admin_headers, auth):
     await client.get("/health")
+    course = await new_course(client, admin_headers, capacity=1)
+    first, second = email("m1"), email("m2")
+    await sign_up(client, first, course, auth(first))
+    await sign_up(client, second, course, auth(second))
+    await sign_up(client, second, course, auth(second), waitlist=True)
     text = (await client.get("/metrics")).text
     assert "http_requests_total" in text and 'route="/health"' in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/health"}' in text
+    for outcome in ("enrolled", "full", "waitlisted"):
+        assert f'signups_total{{outcome="{outcome}"}}' in text
+    assert "db_pool_wait_seconds_count" in text and "db_pool_connections_in_use" in text
 
 
 async def test_student_data_is_not_cached_and_headers_are_hardened(client: httpx.AsyncClient, auth):

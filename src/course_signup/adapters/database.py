@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 from course_signup.adapters import metrics
 from course_signup.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class TimedPool(AsyncAdaptedQueuePool):
+    """The default async pool, reporting how long each checkout waited for a connection."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        started = time.perf_counter()
+        try:
+            return super()._do_get()
+        finally:
+            metrics.POOL_WAIT.observe(time.perf_counter() - started)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -26,6 +39,7 @@ def _create_engine(settings: Settings) -> AsyncEngine:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             settings.sqlalchemy_url,
+            poolclass=TimedPool,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
@@ -34,6 +48,7 @@ def _create_engine(settings: Settings) -> AsyncEngine:
         return engine
     return create_async_engine(
         settings.sqlalchemy_url,
+        poolclass=TimedPool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,

@@ -28,6 +28,11 @@ SIGNUPS = Counter(
 _CACHE = Counter("course_cache_lookups_total", "Catalogue cache lookups by result.", ["result"])
 CACHE_HITS, CACHE_MISSES = _CACHE.labels("hit"), _CACHE.labels("miss")
 POOL_IN_USE = Gauge("db_pool_connections_in_use", "Database connections checked out.", multiprocess_mode="livesum")
+POOL_WAIT = Histogram(
+    "db_pool_wait_seconds",
+    "Time a request waited for a database connection (past DB_POOL_TIMEOUT it is answered 503).",
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
 
 _OUTCOME_BY_ERROR = {
     "CourseFullError": "full",
