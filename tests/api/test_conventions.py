@@ -183,9 +183,13 @@ async def test_metrics_are_prometheus_text(client: httpx.AsyncClient, admin_head
     assert "db_pool_wait_seconds_count" in text and "db_pool_connections_in_use" in text
 
 
-async def test_student_data_is_not_cached_and_headers_are_hardened(client: httpx.AsyncClient, auth):
+async def test_student_data_is_not_cached_and_headers_are_hardened(client: httpx.AsyncClient, admin_headers, auth):
     student = email()
     response = await client.get(f"/students/{student}/courses", headers=auth(student))
     assert response.headers["Cache-Control"] == "no-store"
+    course = await new_course(client, admin_headers)
+    roster = await client.get(f"/courses/{course}/students", headers=admin_headers)
+    assert roster.headers["Cache-Control"] == "no-store"
+    assert (await client.get(f"/courses/{course}")).headers["Cache-Control"] == "no-cache"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "server" not in response.headers

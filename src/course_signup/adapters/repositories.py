@@ -123,12 +123,6 @@ class CourseRepository:
         )
         return result.first() is not None
 
-    async def upsert(self, values: dict[str, Any]) -> None:
-        """Insert a course or change the catalogue fields of an existing one (counters kept)."""
-        statement = _upsert(self.session)(Course).values(**values)
-        changed = {key: statement.excluded[key] for key in values if key not in {"course_id", "created_at"}}
-        await self.session.execute(statement.on_conflict_do_update(index_elements=[Course.course_id], set_=changed))
-
     async def change(self, course_id: str, values: dict[str, Any]) -> None:
         await self.session.execute(
             update(Course)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -18,7 +19,7 @@ log = logging.getLogger("course_signup.access")
 
 SIGN_UP_ROUTE = "/students/{studentEmail}/courses"
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
-_PRIVATE_PREFIXES = ("/students", "/courses/")  # student data and registrar views are never cached
+_REGISTRAR_VIEW = re.compile(r"^/courses/[^/]+/")  # roster and audit trail
 
 
 class BodyTooLargeError(Exception):
@@ -55,7 +56,8 @@ class RequestMiddleware:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         status_holder = {"status": 500, "started": False}
-        private = scope["path"].startswith(_PRIVATE_PREFIXES)
+        # Student data and registrar views are never stored by caches; the public catalogue may be.
+        private = scope["path"].startswith("/students") or bool(_REGISTRAR_VIEW.match(scope["path"]))
         too_large = {"body": False, "answering": False}
 
         async def send_wrapper(message: Message) -> None:

@@ -58,8 +58,10 @@ async def import_courses(uow: UnitOfWork, cache: Cache, rows: list[tuple[int, di
                 await apply_changes(uow, course_id=course_id, changes=fields, at=now)
                 changed += 1
             except CourseNotFoundError:
-                await uow.courses.add(new_course(course_id, at=now, **fields))
-                added += 1
+                if await uow.courses.add(new_course(course_id, at=now, **fields)):
+                    added += 1
+                else:  # created by someone else since the lookup
+                    problems.append(f"line {line}: {course_id}: created meanwhile; import again")
             except DomainError as exc:
                 problems.append(f"line {line}: {course_id}: {exc}")
         if problems:
