@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
+
 from course_signup import logs
 from course_signup.adapters import database, migrations
 from course_signup.adapters.cache import InProcessCache
@@ -91,12 +93,15 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> None:
 def prepare_database(settings: Settings) -> None:
     """Embedded: create, migrate and (when new) seed. Elsewhere: refuse an outdated schema."""
     if settings.embedded:
-        is_new = not (settings.data_dir / "course_signup.db").exists()
+        is_new = not settings.embedded_database.exists()
         migrations.upgrade(settings)
         if is_new:
             _run(settings, _seed_catalogue)
         return
-    current = _run(settings, database.current_revision)
+    try:
+        current = _run(settings, database.current_revision)
+    except (OSError, DBAPIError) as exc:
+        sys.exit(f"course-signup: cannot reach the database: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     if current != migrations.head_revision():
         sys.exit(
             f"course-signup: the database schema is at {current or 'nothing'}, "

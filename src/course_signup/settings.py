@@ -89,10 +89,12 @@ class Settings(BaseSettings):
         return self.database_url is None
 
     @property
+    def embedded_database(self) -> Path:
+        return (self.data_dir / "course_signup.db").resolve()
+
+    @property
     def sqlalchemy_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'course_signup.db').resolve()}"
+        return self.database_url or f"sqlite+aiosqlite:///{self.embedded_database}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -24,6 +25,10 @@ class TimedPool(AsyncAdaptedQueuePool):
             return super()._do_get()
         finally:
             metrics.POOL_WAIT.observe(time.perf_counter() - started)
+
+
+# SQLAlchemy keeps its own pool loggers at WARNING; this subclass logs under our name, so do the same.
+logging.getLogger(f"{__name__}.{TimedPool.__name__}").setLevel(logging.WARNING)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

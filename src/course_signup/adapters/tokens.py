@@ -49,6 +49,12 @@ def load_or_create_secret(settings: Settings) -> str | None:
         else:
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))
+            if not settings.embedded:
+                log.warning(
+                    "no JWT secret configured: generated %s; every process behind a load balancer "
+                    "must share one (set COURSE_SIGNUP_JWT_SECRET)",
+                    path,
+                )
     for _ in range(50):  # another worker may be between creating and writing the file
         secret = path.read_text().strip()
         if secret:
