@@ -50,14 +50,28 @@ async def _sign_up(uow: UnitOfWork, *, student_id: str, course_id: str, waitlist
 async def _sign_up_without_free_seat(
     uow: UnitOfWork, *, student_id: str, course_id: str, waitlist: bool
 ) -> EnrollmentView:
-    """No seat was claimed: find out why under the course's row lock, and waitlist if asked."""
+    """No seat was claimed: say why, and waitlist the student if they asked to wait."""
+    async with uow:
+        # Reads only, without a lock: in a registration rush most requests end here, told the
+        # course is full, and none of them should queue on the course's row lock to hear it.
+        await uow.single_statements()
+        course = await uow.courses.get(course_id)  # CourseNotFoundError
+        rules.ensure_registration_open(course.registration_opens_at, course.registration_closes_at, at=utcnow())
+        existing = await uow.enrollments.get(student_id=student_id, course_id=course_id)
+        if existing is not None:
+            raise _duplicate(existing.status)
+        if not waitlist and course.capacity is not None and course.enrolled >= course.capacity:
+            raise CourseFullError()
+    return await _enroll_or_waitlist(uow, student_id=student_id, course_id=course_id, waitlist=waitlist)
+
+
+async def _enroll_or_waitlist(uow: UnitOfWork, *, student_id: str, course_id: str, waitlist: bool) -> EnrollmentView:
+    """Under the course's row lock: take a seat freed meanwhile, or a waitlist ticket."""
     now = utcnow()
     async with uow:
         course = await uow.courses.get(course_id, for_update=True)  # CourseNotFoundError
         rules.ensure_registration_open(course.registration_opens_at, course.registration_closes_at, at=now)
-        existing = await uow.enrollments.get(student_id=student_id, course_id=course_id)
-        if existing is not None:
-            raise _duplicate(existing.status)
+        # A duplicate that raced in since the reads above is caught by the unique constraint (_add).
         if await uow.courses.claim_seat(course_id, at=now):  # a seat freed since the first try
             return await _enroll(uow, student_id=student_id, course_id=course_id, at=now)
         if not waitlist:
