@@ -132,3 +132,26 @@ async def test_tokens_never_reach_the_logs(client: httpx.AsyncClient, admin_head
     assert token_headers["Authorization"].split()[1] not in text
     assert admin_headers["Authorization"].split()[1] not in text
     assert "leaked.secret.value" not in text
+
+
+@pytest.mark.parametrize("origins", [[], ["https://portal.example.edu"]])
+async def test_cors_is_off_unless_origins_are_configured(tmp_path, origins: list[str]):
+    import asyncio
+
+    from course_signup.adapters import migrations
+    from course_signup.settings import Settings
+    from tests.conftest import running_app
+
+    settings = Settings(data_dir=tmp_path, jwt_secret=JWT_SECRET, cors_origins=origins)
+    await asyncio.to_thread(migrations.upgrade, settings)
+    async with running_app(settings) as client:
+        preflight = await client.options(
+            "/courses",
+            headers={"Origin": "https://portal.example.edu", "Access-Control-Request-Method": "GET"},
+        )
+        simple = await client.get("/courses", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in simple.headers
+    if origins:
+        assert preflight.headers["access-control-allow-origin"] == "https://portal.example.edu"
+    else:
+        assert "access-control-allow-origin" not in preflight.headers
