@@ -235,12 +235,12 @@ class FakeEnrollmentRepository:
         rows = self.tx.write().enrollments
         return [rows.pop(key) for key in [key for key in rows if key[0] == course_id]]
 
-    async def promote_first(self, course_id: str, count: int) -> list[str]:
+    async def promote_first(self, course_id: str, count: int, *, at: datetime) -> list[str]:
         if count <= 0:
             return []
         first = _waitlist(self.tx.write(), course_id)[:count]
         for row in first:
-            row.status, row.waitlist_seq = STATUS_ENROLLED, None
+            row.status, row.waitlist_seq, row.created_at = STATUS_ENROLLED, None, at
         return [row.student_id for row in first]
 
     async def waitlist_position(self, course_id: str, waitlist_seq: int) -> int:

@@ -244,6 +244,18 @@ async def test_drop_promotes_first_waitlisted_student(uow: FakeUnitOfWork, cache
     assert [(c.course_id, c.status, c.position) for c in bobs.items] == [("CS101", STATUS_ENROLLED, None)]
 
 
+async def test_a_promoted_student_is_enrolled_as_of_the_promotion(uow: FakeUnitOfWork, cache: FakeCache) -> None:
+    await new_course(uow, cache, capacity=1)
+    await sign_up(uow, cache, ALICE)
+    joined = (await sign_up(uow, cache, BOB, waitlist=True)).enrolled_at
+    before_drop = utcnow()
+
+    await drop(uow, cache, ALICE)
+
+    bobs = await enrollments.list_my_courses(uow, student_id=BOB, status=None, page=EVERYTHING)
+    assert bobs.items[0].enrolled_at >= before_drop > joined
+
+
 async def test_leaving_the_waitlist_moves_later_students_up_and_promotes_nobody(
     uow: FakeUnitOfWork, cache: FakeCache
 ) -> None:

@@ -311,8 +311,8 @@ class EnrollmentRepository:
         ).scalars()
         return rows.all()
 
-    async def promote_first(self, course_id: str, count: int) -> list[str]:
-        """Enroll the first `count` waitlisted students, in ticket order; returns their ids."""
+    async def promote_first(self, course_id: str, count: int, *, at: datetime) -> list[str]:
+        """Enroll the first `count` waitlisted students, in ticket order, as of `at`; returns their ids."""
         if count <= 0:
             return []
         first = (
@@ -327,7 +327,7 @@ class EnrollmentRepository:
             await self.session.execute(
                 update(Enrollment)
                 .where(Enrollment.id.in_([row.id for row in first]))
-                .values(status=STATUS_ENROLLED, waitlist_seq=None)
+                .values(status=STATUS_ENROLLED, waitlist_seq=None, created_at=at)
                 .execution_options(synchronize_session=False)
             )
         return [row.student_id for row in first]

@@ -134,7 +134,7 @@ async def promote_waitlisted(uow: UnitOfWork, course_id: str, *, at: datetime) -
     """Admit waitlisted students in ticket order while seats are free; the course row is locked."""
     course = await uow.courses.get(course_id)
     count = rules.seats_to_promote(capacity=course.capacity, enrolled=course.enrolled, waitlisted=course.waitlisted)
-    promoted = await uow.enrollments.promote_first(course_id, count)
+    promoted = await uow.enrollments.promote_first(course_id, count, at=at)
     if promoted:
         await uow.courses.adjust_counters(course_id, enrolled=len(promoted), waitlisted=-len(promoted), at=at)
         await uow.events.add(course_id=course_id, type=EventType.PROMOTED, student_ids=promoted, at=at)
