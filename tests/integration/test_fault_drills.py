@@ -176,6 +176,8 @@ async def test_redis_down_means_answers_from_the_database(postgres_url: str, tmp
             listed = await http.get("/courses")
             ready = await http.get("/ready")
     finally:
+        for folder in ("/var/lib/redis", "/var/log/redis"):
+            Path(folder).mkdir(parents=True, exist_ok=True)
         subprocess.run(REDIS_START, check=False, timeout=30)
         for _ in range(50):
             try:
