@@ -1,4 +1,4 @@
-"""Shared by bench/run.py and bench/loadgen_cost.py: servers, load generators, CPU accounting."""
+"""Servers, load generators and CPU accounting, shared by bench/scenarios.py and bench/loadgen_cost.py."""
 
 from __future__ import annotations
 

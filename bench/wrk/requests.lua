@@ -1,4 +1,4 @@
--- wrk script used by bench/run.py for every HTTP scenario.
+-- wrk script used by the benchmark (bench/scenarios.py) for every HTTP scenario.
 --
 --   wrk -t T -c C -d D URL -s bench/wrk/requests.lua -- FILE EXPECTED MODE THREADS
 --
@@ -9,7 +9,7 @@
 -- THREADS: the -t value, so that thread k takes lines k, k+T, k+2T, ...
 --
 -- Requests are built once, in init() (before wrk starts its clock), so request() only indexes
--- a table. done() prints one line "WRKJSON {...}" that bench/run.py parses.
+-- a table. done() prints one line "WRKJSON {...}" that bench/harness.py parses.
 
 local threads = {}
 local counter = 0
