@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from course_signup import __version__, logs
-from course_signup.adapters import database, migrations
+from course_signup.adapters import broker, database, migrations
 from course_signup.adapters.cache import InProcessCache
 from course_signup.adapters.ratelimit import RateLimiter
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
@@ -66,7 +66,9 @@ def create_app(settings: Settings) -> FastAPI:
         else:
             app.state.tokens = TokenService(settings, secret=load_or_create_secret(settings))
         if settings.broker_url:
-            log.warning("BROKER_URL is set, but this release writes every sign-up synchronously; it is not used")
+            broker_url = settings.broker_url
+            app.state.probes["broker"] = lambda: broker.ping(broker_url)
+            log.warning("BROKER_URL is set: /ready checks the broker, but every sign-up is written synchronously")
         purger = asyncio.create_task(_purge_idempotency_keys(app))
         try:
             yield
