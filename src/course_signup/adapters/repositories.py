@@ -29,16 +29,24 @@ from course_signup.domain.pagination import PageRequest
 from course_signup.domain.views import SeatOutcome
 
 
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _upsert(session: AsyncSession) -> Any:
     """The dialect's INSERT that knows ON CONFLICT (PostgreSQL and SQLite both do)."""
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if _is_postgres(session) else sqlite_insert
 
 
 def _is_unique_violation(exc: IntegrityError, constraint: str) -> bool:
     return constraint in str(exc.orig)
 
 
-def _open_at(at: datetime) -> Any:
+def _seat_free() -> Any:
+    return or_(Course.capacity.is_(None), Course.enrolled < Course.capacity)
+
+
+def _open_at(at: Any) -> Any:
     return and_(
         or_(Course.registration_opens_at.is_(None), Course.registration_opens_at <= at),
         or_(Course.registration_closes_at.is_(None), Course.registration_closes_at > at),
@@ -72,7 +80,7 @@ class CourseRepository:
             update(Course)
             .where(
                 Course.course_id == course_id,
-                or_(Course.capacity.is_(None), Course.enrolled < Course.capacity),
+                _seat_free(),
                 _open_at(at),
             )
             .values(enrolled=Course.enrolled + 1, updated_at=at)
@@ -179,7 +187,7 @@ def _enroll_if_seat_free_statement() -> Any:
         update(Course)
         .where(
             Course.course_id == bindparam("p_course"),
-            or_(Course.capacity.is_(None), Course.enrolled < Course.capacity),
+            _seat_free(),
             _open_at(at),
         )
         .values(enrolled=Course.enrolled + 1, updated_at=at)
@@ -230,7 +238,7 @@ class EnrollmentRepository:
         which undoes the whole statement. SQLite runs the same steps inside its serialised
         BEGIN IMMEDIATE transaction; the caller rolls back on DUPLICATE.
         """
-        if self.session.get_bind().dialect.name != "postgresql":
+        if not _is_postgres(self.session):
             return await self._enroll_in_steps(student_id=student_id, course_id=course_id, at=at, request_id=request_id)
         params = {"p_student": student_id, "p_course": course_id, "p_at": at, "p_request": request_id}
         try:

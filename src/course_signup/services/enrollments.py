@@ -31,19 +31,11 @@ async def sign_up(uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: 
 async def _sign_up(uow: UnitOfWork, *, student_id: str, course_id: str, waitlist: bool) -> EnrollmentView:
     now = utcnow()
     async with uow:
-        # The fast path: seat, enrollment and audit event in one atomic statement. A conditional
-        # UPDATE claims the seat, so "enrolled <= capacity" holds across processes, and the unique
-        # constraint rejects a duplicate.
+        # The fast path: on PostgreSQL one atomic statement, committed inside the server.
         await uow.single_statements()
-        outcome = await uow.enrollments.enroll_if_seat_free(
-            student_id=student_id, course_id=course_id, at=now, request_id=uow.request_id
-        )
-        if outcome is SeatOutcome.SEATED:
-            await uow.commit()
-            return EnrollmentView(student_id, course_id, STATUS_ENROLLED, now)
-        await uow.rollback()
-        if outcome is SeatOutcome.DUPLICATE:
-            raise await _duplicate_of(uow, student_id=student_id, course_id=course_id)
+        enrolled = await _take_free_seat(uow, student_id=student_id, course_id=course_id, at=now)
+        if enrolled is not None:
+            return enrolled
     return await _sign_up_without_free_seat(uow, student_id=student_id, course_id=course_id, waitlist=waitlist)
 
 
@@ -71,9 +63,10 @@ async def _enroll_or_waitlist(uow: UnitOfWork, *, student_id: str, course_id: st
     async with uow:
         course = await uow.courses.get(course_id, for_update=True)  # CourseNotFoundError
         rules.ensure_registration_open(course.registration_opens_at, course.registration_closes_at, at=now)
-        # A duplicate that raced in since the reads above is caught by the unique constraint (_add).
-        if await uow.courses.claim_seat(course_id, at=now):  # a seat freed since the first try
-            return await _enroll(uow, student_id=student_id, course_id=course_id, at=now)
+        # A seat freed since the first try; a duplicate that raced in is caught by the unique constraint.
+        enrolled = await _take_free_seat(uow, student_id=student_id, course_id=course_id, at=now)
+        if enrolled is not None:
+            return enrolled
         if not waitlist:
             raise CourseFullError()
         ticket = await uow.courses.take_waitlist_ticket(course_id, at=now)
@@ -141,11 +134,22 @@ async def promote_waitlisted(uow: UnitOfWork, course_id: str, *, at: datetime) -
     return promoted
 
 
-async def _enroll(uow: UnitOfWork, *, student_id: str, course_id: str, at: datetime) -> EnrollmentView:
-    await _add(uow, student_id, course_id, STATUS_ENROLLED, at)
-    await uow.events.add(course_id=course_id, type=EventType.ENROLLED, student_ids=[student_id], at=at)
-    await uow.commit()
-    return EnrollmentView(student_id, course_id, STATUS_ENROLLED, at)
+async def _take_free_seat(uow: UnitOfWork, *, student_id: str, course_id: str, at: datetime) -> EnrollmentView | None:
+    """Seat, enrollment and audit event at once and commit; None (nothing done) if no seat is free.
+
+    A conditional UPDATE claims the seat, so "enrolled <= capacity" holds across processes, and
+    the unique constraint rejects a duplicate.
+    """
+    outcome = await uow.enrollments.enroll_if_seat_free(
+        student_id=student_id, course_id=course_id, at=at, request_id=uow.request_id
+    )
+    if outcome is SeatOutcome.SEATED:
+        await uow.commit()
+        return EnrollmentView(student_id, course_id, STATUS_ENROLLED, at)
+    await uow.rollback()
+    if outcome is SeatOutcome.DUPLICATE:
+        raise await _duplicate_of(uow, student_id=student_id, course_id=course_id)
+    return None
 
 
 async def _add(
