@@ -43,7 +43,7 @@ bench: $(VENV)/.installed-bench   ## benchmark against the local PostgreSQL; pri
 	 else echo "wrk not installable here: using the asyncio load generator"; \
 	      $(BIN)/python bench/run.py --loadgen asyncio $(BENCH_ARGS); fi
 
-fault-drills: $(VENV)/.installed-dev   ## restart PostgreSQL under heavier load, stop Redis, kill a process; prints a report
+fault-drills: $(VENV)/.installed-dev   ## on private servers: restart PostgreSQL under heavier load, kill Redis, kill an API process; prints a report
 	FAULT_DRILL_CLIENTS=64 FAULT_DRILL_LOAD_SECONDS=5 $(BIN)/pytest -s -q tests/integration/test_fault_drills.py
 
 lock: $(VENV)/.installed-bench   ## re-pin constraints.txt from the current virtual environment

@@ -1,26 +1,27 @@
 """Fault drills, small form: PostgreSQL restarted under load, Redis stopped, an API process killed.
 
-They restart the real local servers, so they run last in the integration folder and put every
-server back as they found it.
+Each drill breaks only a server it started itself (tests/integration/instances.py): a private
+PostgreSQL cluster or redis-server on a spare port. The machine's own servers are never touched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-import redis
 
+from course_signup.adapters import migrations
+from course_signup.settings import Settings
 from tests.conftest import IN_CI, email, unique
+from tests.integration.instances import postgres_tools_missing, private_postgres, private_redis
 from tests.integration.servers import start_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -29,24 +30,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 CLIENTS = int(os.environ.get("FAULT_DRILL_CLIENTS", "8"))
 LOAD_BEFORE_SECONDS = float(os.environ.get("FAULT_DRILL_LOAD_SECONDS", "1.5"))
 
-REDIS_START = [
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1",
-    "-::1",
-    "--port",
-    "6379",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    "/var/lib/redis",
-    "--logfile",
-    "/var/log/redis/ci.log",
-]
+
+def _require_postgres_tools() -> None:
+    missing = postgres_tools_missing()
+    if missing:
+        if IN_CI:
+            pytest.fail(f"the fault drills need a private PostgreSQL cluster in CI: {missing}")
+        pytest.skip(missing)
 
 
 def _require(tool: str) -> None:
@@ -54,15 +44,6 @@ def _require(tool: str) -> None:
         if IN_CI:
             pytest.fail(f"{tool} is needed for the fault drills in CI")
         pytest.skip(f"{tool} not installed")
-
-
-def _restart_postgres() -> None:
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
-        check=True,
-        timeout=60,
-    )
 
 
 async def _wait_until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -77,10 +58,29 @@ async def _wait_until(check, timeout: float = 30.0) -> None:  # type: ignore[no-
     raise AssertionError("condition not reached in time")
 
 
+@pytest.fixture
+def drill_cluster() -> Iterator[tuple[object, str]]:
+    """A private PostgreSQL cluster with a migrated database: (cluster, SQLAlchemy URL)."""
+    _require_postgres_tools()
+    with private_postgres() as cluster:
+
+        async def create() -> None:
+            connection = await asyncpg.connect(cluster.admin_dsn)
+            try:
+                await connection.execute('CREATE DATABASE "drill"')
+            finally:
+                await connection.close()
+
+        asyncio.run(create())
+        url = cluster.url("drill")
+        migrations.upgrade(Settings(database_url=url))
+        yield cluster, url
+
+
 async def test_postgres_restart_under_load_loses_no_acknowledged_sign_up(
-    postgres_url: str, tmp_path: Path, admin_headers, auth
+    drill_cluster, tmp_path: Path, admin_headers, auth
 ):
-    _require("pg_ctlcluster")
+    cluster, postgres_url = drill_cluster
     server = start_server(postgres_url, tmp_path, COURSE_SIGNUP_DB_POOL_TIMEOUT="1")
     answers: list[tuple[str, int]] = []
     stop = asyncio.Event()
@@ -106,7 +106,7 @@ async def test_postgres_restart_under_load_loses_no_acknowledged_sign_up(
             load = [asyncio.create_task(student_stream()) for _ in range(CLIENTS)]
             await asyncio.sleep(LOAD_BEFORE_SECONDS)
             restarted = time.monotonic()
-            await asyncio.to_thread(_restart_postgres)
+            await asyncio.to_thread(cluster.restart)
             recovered_at = len(answers)
 
             async def recovered() -> bool:
@@ -149,47 +149,34 @@ async def test_postgres_restart_under_load_loses_no_acknowledged_sign_up(
     assert len(stored - acknowledged) <= statuses[503]
 
 
-async def test_redis_down_means_answers_from_the_database(postgres_url: str, tmp_path: Path, admin_headers, auth):
+async def test_sign_ups_and_catalogue_keep_answering_from_the_database_when_redis_dies(
+    postgres_url: str, tmp_path: Path, admin_headers, auth
+):
     _require("redis-server")
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if IN_CI:
-            pytest.fail(f"Redis is required in CI: {exc}")
-        pytest.skip(f"Redis not reachable: {exc}")
-    server = start_server(
-        postgres_url,
-        tmp_path,
-        COURSE_SIGNUP_REDIS_URL="redis://127.0.0.1:6379/14",
-        COURSE_SIGNUP_RATE_LIMIT_ENABLED="true",
-    )
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            course = unique("NOREDIS")
-            await http.post("/courses", json={"courseId": course, "name": "x"}, headers=admin_headers)
-            assert (await http.get("/ready")).status_code == 200
-            with contextlib.suppress(redis.ConnectionError):  # the server hangs up as it goes
-                client.shutdown(nosave=True)
-            student = email("noredis")
-            signed = await http.post(f"/students/{student}/courses", json={"courseId": course}, headers=auth(student))
-            listed = await http.get("/courses")
-            ready = await http.get("/ready")
-    finally:
-        for folder in ("/var/lib/redis", "/var/log/redis"):
-            Path(folder).mkdir(parents=True, exist_ok=True)
-        subprocess.run(REDIS_START, check=False, timeout=30)
-        for _ in range(50):
-            try:
-                if client.ping():
-                    break
-            except redis.RedisError:
-                time.sleep(0.2)
-        server.stop()
+    with private_redis() as redis_server:
+        server = start_server(
+            postgres_url,
+            tmp_path,
+            COURSE_SIGNUP_REDIS_URL=redis_server.url,
+            COURSE_SIGNUP_RATE_LIMIT_ENABLED="true",
+        )
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                course = unique("NOREDIS")
+                await http.post("/courses", json={"courseId": course, "name": "x"}, headers=admin_headers)
+                assert (await http.get("/ready")).status_code == 200
+                redis_server.kill()
+                student = email("noredis")
+                signed = await http.post(
+                    f"/students/{student}/courses", json={"courseId": course}, headers=auth(student)
+                )
+                listed = await http.get("/courses")
+                ready = await http.get("/ready")
+        finally:
+            server.stop()
     assert signed.status_code == 200
     assert listed.status_code == 200
     assert ready.status_code == 503 and "redis" in ready.json()["data"]
-    assert client.ping()
 
 
 async def test_killing_one_api_process_leaves_the_other_serving(postgres_url: str, tmp_path: Path, admin_headers, auth):

@@ -1,0 +1,194 @@
+"""PostgreSQL clusters and Redis servers that a test starts, owns and may break: never the machine's.
+
+A fault drill restarts or stops a server. The machine's own servers are shared with every other
+program, so a drill starts a private one on a spare port, in a temporary directory, and breaks
+that one. PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from tests.integration.servers import free_port
+
+POSTGRES_USER = "postgres"
+
+
+def _postgres_bin() -> Path | None:
+    """The directory of initdb and pg_ctl: on PATH, or Debian's /usr/lib/postgresql/<newest>/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    return versions[-1].parent if versions else None
+
+
+def postgres_tools_missing() -> str | None:
+    """Why a private cluster cannot be started here, or None when it can."""
+    if _postgres_bin() is None:
+        return "initdb and pg_ctl are not installed"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(POSTGRES_USER)
+        except KeyError:
+            return "running as root and there is no postgres user to run the cluster as"
+    return None
+
+
+@dataclass
+class PostgresCluster:
+    """A throw-away cluster: trust auth on 127.0.0.1 and a socket in its own directory."""
+
+    directory: Path
+    port: int
+    bin_dir: Path
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *command: str, timeout: float = 60) -> None:
+        prefix = ["runuser", "-u", POSTGRES_USER, "--"] if os.geteuid() == 0 else []
+        subprocess.run(
+            [*prefix, *command], check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            action,
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.directory / "server.log"),
+            "-o",
+            options,
+            "-w",
+            *extra,
+        )
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def restart(self) -> None:
+        """Fast restart: open connections are cut, as when an operator restarts the server."""
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        self._pg_ctl("stop", "-m", "immediate")
+
+    @classmethod
+    def create(cls) -> PostgresCluster:
+        bin_dir = _postgres_bin()
+        assert bin_dir is not None, postgres_tools_missing()
+        directory = Path(tempfile.mkdtemp(prefix="course-signup-pg-"))
+        if os.geteuid() == 0:
+            account = pwd.getpwnam(POSTGRES_USER)
+            os.chown(directory, account.pw_uid, account.pw_gid)
+        cluster = cls(directory, free_port(), bin_dir)
+        cluster._run(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(cluster.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        cluster.start()
+        return cluster
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A cluster of the test's own, removed afterwards whatever happened."""
+    cluster = PostgresCluster.create()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of the test's own: no persistence, so a restart starts it empty."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                if client.ping():
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not answer")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[RedisServer]:
+    directory = Path(tempfile.mkdtemp(prefix="course-signup-redis-"))
+    server = RedisServer(free_port(), directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(directory, ignore_errors=True)
