@@ -155,3 +155,26 @@ async def test_cors_is_off_unless_origins_are_configured(tmp_path, origins: list
         assert preflight.headers["access-control-allow-origin"] == "https://portal.example.edu"
     else:
         assert "access-control-allow-origin" not in preflight.headers
+
+
+# --- holes found from outside -------------------------------------------------------------------
+
+GROWING_EMAIL = "İ" * 200 + "@x.com"  # 206 characters as sent, 406 once lower-cased
+
+
+@pytest.mark.parametrize("endpoint", STUDENT_ENDPOINTS, ids=lambda e: f"{e[0]} {e[1]}")
+async def test_an_email_that_grows_past_254_characters_when_lower_cased_is_a_bad_request(
+    client: httpx.AsyncClient, admin_headers, endpoint
+):
+    course = await new_course(client, admin_headers)
+    response = await _call(client, *endpoint, course=course, headers=admin_headers, student=GROWING_EMAIL)
+    assert_error(response, 400)
+
+
+async def test_a_token_whose_subject_grows_past_254_characters_when_lower_cased_is_unauthorized(
+    client: httpx.AsyncClient,
+):
+    now = int(time.time())
+    token = jwt.encode({"sub": GROWING_EMAIL, "exp": now + 600}, JWT_SECRET, algorithm="HS256")
+    response = await client.get("/students/x@example.com/courses", headers={"Authorization": f"Bearer {token}"})
+    assert_error(response, 401)

@@ -68,6 +68,20 @@ def test_normalize_email_accepts_exactly_254_characters() -> None:
     assert rules.normalize_email(f"  {address.upper()}  ") == address
 
 
+def test_normalize_email_rejects_an_address_that_grows_past_254_characters_when_lower_cased() -> None:
+    raw = "İ" * 200 + "@x.com"  # "İ".lower() is two characters: "i" and a combining dot
+    assert len(raw) == 206 and len(raw.lower()) == 406
+    with pytest.raises(InvalidInputError):
+        rules.normalize_email(raw)
+
+
+def test_normalize_email_measures_the_lower_cased_address_against_the_limit() -> None:
+    fits, too_long = "İ" * 124 + "@x.com", "İ" * 125 + "@x.com"
+    assert len(rules.normalize_email(fits)) == 254
+    with pytest.raises(InvalidInputError):
+        rules.normalize_email(too_long)
+
+
 def test_normalize_email_is_idempotent() -> None:
     once = rules.normalize_email(" Carol@Example.Com ")
     assert rules.normalize_email(once) == once

@@ -21,15 +21,16 @@ _FORBIDDEN_IN_EMAIL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 def normalize_email(raw: str) -> str:
     """Trim and lower-case an e-mail address; raise InvalidInputError if it is not one."""
-    trimmed = raw.strip()
-    email = trimmed.lower()
+    # The length is checked after lower-casing: some characters grow ("İ" becomes two), and the
+    # stored value must fit the column.
+    email = raw.strip().lower()
     local, at, domain = email.rpartition("@")
     if (
         not at
         or not local
         or not domain
         or "@" in local
-        or len(trimmed) > MAX_EMAIL_LENGTH
+        or len(email) > MAX_EMAIL_LENGTH
         or _FORBIDDEN_IN_EMAIL.search(email)
     ):
         raise InvalidInputError("studentEmail must be an e-mail address.")
