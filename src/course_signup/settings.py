@@ -7,21 +7,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 CONFIG_ENV = "COURSE_SIGNUP_CONFIG"
+ENV_PREFIX = "COURSE_SIGNUP_"
+SUPPORTED_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
+# The schemes libpq, Heroku and most hosting panels hand out; they mean PostgreSQL, which we reach through asyncpg.
+POSTGRES_ALIASES = ("postgres", "postgresql")
 
 
 class Settings(BaseSettings):
     """All configuration; COURSE_SIGNUP_* variables win over the YAML file."""
 
-    model_config = SettingsConfigDict(env_prefix="COURSE_SIGNUP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     data_dir: Path = Path(".course-signup")
     database_url: str | None = None  # None: embedded SQLite under data_dir
@@ -54,6 +60,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(5, ge=0, le=200)
     db_pool_timeout: float = Field(2.0, gt=0, le=60)
 
+    # Concurrent sign-ups for one course in one process are admitted by one statement.
+    batch_admission: bool = True
+
     cache_ttl_seconds: float = Field(1.0, ge=0, le=1.0)  # API.md: other processes lag at most 1 s
 
     rate_limit_enabled: bool = False
@@ -67,6 +76,34 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("set but empty; unset it to use the embedded database")
+        try:
+            scheme = make_url(value).drivername
+        except ArgumentError:
+            raise ValueError("not a database URL (scheme://user:password@host:port/name)") from None
+        if scheme in POSTGRES_ALIASES:
+            return "postgresql+asyncpg" + value[value.index("://") :]
+        if scheme not in SUPPORTED_SCHEMES:
+            raise ValueError(
+                f"unsupported scheme {scheme}://; use postgresql+asyncpg:// (postgres:// and "
+                "postgresql:// mean the same) or sqlite+aiosqlite://"
+            )
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty HMAC key would sign tokens anyone can forge; unset means "generate one".
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("set but empty; set a long random value, or unset it to generate one")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -107,4 +144,16 @@ def get_settings() -> Settings:
     config_file = os.environ.get(CONFIG_ENV)
     if config_file and not Path(config_file).is_file():
         raise SystemExit(f"course-signup: config file not found: {config_file}")
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(f"course-signup: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation failure as one line, naming each setting by its environment variable."""
+    problems = []
+    for error in exc.errors():
+        name = ENV_PREFIX + str(error["loc"][0]).upper() if error["loc"] else "settings"
+        problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)

@@ -1,9 +1,12 @@
-"""The async engine and session factory, and the schema-version check that guards start-up."""
+"""The async engine and session factory, the private data directory, and the schema-version check."""
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
@@ -14,6 +17,9 @@ from course_signup.adapters import metrics
 from course_signup.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+log = logging.getLogger(__name__)
 
 
 class TimedPool(AsyncAdaptedQueuePool):
@@ -39,9 +45,39 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
+def secure_data_dir(settings: Settings) -> None:
+    """Create the data directory private to its owner (0700), tightening one left open before."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_private(settings.data_dir)
+
+
+def secure_embedded_database(settings: Settings) -> None:
+    """The private data directory, and the embedded database file (created if missing) readable by its owner only."""
+    secure_data_dir(settings)
+    path = settings.embedded_database
+    # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files it creates the
+    # database file's mode. Files an older version left open are tightened: they hold e-mails.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)):
+        if file.exists():
+            _make_private(file)
+
+
+def _make_private(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        try:
+            path.chmod(mode & 0o700)
+        except OSError as exc:  # e.g. a volume owned by another user: serve anyway, but say so
+            log.warning("cannot make %s private to its owner: %s", path, exc.strerror)
+
+
 def _create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.embedded:
+            secure_embedded_database(settings)
+        else:
+            secure_data_dir(settings)
         engine = create_async_engine(
             settings.sqlalchemy_url,
             poolclass=TimedPool,

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from course_signup.adapters import database
 from course_signup.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -28,6 +29,6 @@ def head_revision() -> str:
 
 def upgrade(settings: Settings) -> None:
     """Bring the database to the newest schema (runs its own event loop: call it outside one)."""
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.embedded:
+        database.secure_embedded_database(settings)
     command.upgrade(alembic_config(settings), "head")
