@@ -4,55 +4,77 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import csv
+import logging
 import os
 import shutil
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from course_signup import logs
-from course_signup.adapters import database, migrations
+from course_signup import __version__, logs
+from course_signup.adapters import database, migrations, tokens
 from course_signup.adapters.cache import InProcessCache
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
-from course_signup.settings import CONFIG_ENV, Settings, get_settings
+from course_signup.settings import CONFIG_ENV, ENV_PREFIX, Settings, get_settings
 
 T = TypeVar("T")
+log = logging.getLogger("course_signup")
+
+SERVE = """Run the HTTP API. The embedded database (COURSE_SIGNUP_DATABASE_URL unset) is created,
+migrated and filled with the seven original courses on first start; any other database must
+already be at the newest schema (run `course-signup migrate`)."""
+
+MIGRATE = """Bring the database to the newest schema. Running it again on a current database changes
+nothing. For the embedded database this creates it, empty: `seed` adds the original courses."""
+
+SEED = """Add the original service's seven courses (CS101-CS105, MATH255, PHYS150) where missing.
+Courses already there are left as they are. The database must be migrated first."""
+
+TOKEN = """Print a signed JWT for a student (or, with --admin, a registrar) on stdout, and on stderr
+which secret signed it: COURSE_SIGNUP_JWT_SECRET when set, else the one generated in the data
+directory. Run it with the same settings and data directory as `serve`, or the service will
+answer 401."""
+
+IMPORT = """Insert or update courses from a CSV file, all in one transaction."""
+
+IMPORT_COLUMNS = """CSV format: UTF-8, comma-separated, the header on line 1 naming the columns (any order):
+  courseId              required; 1-32 of A-Z a-z 0-9 _ -, stored upper-case
+  name                  required; 1-200 characters
+  lessons               whole number >= 0; an empty cell means 0
+  capacity              whole number >= 0; an empty cell means unlimited
+  registrationOpensAt   RFC 3339 time (2026-11-25T08:00:00Z); empty means no opening time
+  registrationClosesAt  RFC 3339 time after registrationOpensAt; empty means no closing time
+
+A course that exists is updated (a column missing from the header keeps its value; capacity may
+not drop below the students enrolled), any other is added. If any line is bad nothing is
+imported, and every bad line is listed by number."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, and each option's default where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="course-signup", description="Course sign-up service.")
-    parser.add_argument("--config", help="YAML settings file (COURSE_SIGNUP_* variables win over it)")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="run the HTTP API")
-    serve.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
-
-    commands.add_parser("migrate", help="bring the database to the newest schema")
-    commands.add_parser("seed", help="add the original seven courses where missing")
-
-    token = commands.add_parser("token", help="print a signed token for a student (or an admin)")
-    token.add_argument("email")
-    token.add_argument("--admin", action="store_true")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
-
-    importer = commands.add_parser("import-courses", help="insert or update courses from a CSV file")
-    importer.add_argument("file", type=Path)
-
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     config = getattr(args, "sub_config", None) or args.config
     if config:
         os.environ[CONFIG_ENV] = str(Path(config).resolve())
     for option in ("host", "port", "workers"):
         value = getattr(args, option, None)
         if value is not None:  # through the environment, so every worker process agrees
-            os.environ[f"COURSE_SIGNUP_{option.upper()}"] = str(value)
+            os.environ[f"{ENV_PREFIX}{option.upper()}"] = str(value)
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_format)
     handler: Callable[[Settings, argparse.Namespace], None] = {
@@ -65,17 +87,53 @@ def main(argv: list[str] | None = None) -> None:
     handler(settings, args)
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="course-signup",
+        description="Course sign-up service: run the API and look after its database. Settings come from "
+        "COURSE_SIGNUP_* environment variables, or a YAML file named by --config.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", help="YAML settings file (COURSE_SIGNUP_* variables win over it)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str, **extra: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=description, formatter_class=_HelpFormatter, **extra)
+
+    serve = command("serve", "run the HTTP API", SERVE)
+    serve.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    for option, meaning in (("host", "address to listen on"), ("port", "TCP port"), ("workers", "processes")):
+        default = Settings.model_fields[option].default
+        serve.add_argument(
+            f"--{option}",
+            type=str if option == "host" else int,
+            help=f"{meaning} (default: {ENV_PREFIX}{option.upper()}, else {default})",
+        )
+    command("migrate", "bring the database to the newest schema", MIGRATE)
+    command("seed", "add the original seven courses where missing", SEED)
+    token = command("token", "print a signed token for a student (or an admin)", TOKEN)
+    token.add_argument("email", help="the student's e-mail address (the token's subject)")
+    token.add_argument("--admin", action="store_true", help="a registrar's token (role admin)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    importer = command("import-courses", "insert or update courses from a CSV file", IMPORT, epilog=IMPORT_COLUMNS)
+    importer.add_argument("file", type=Path, help="the CSV file")
+    return parser
+
+
 def _serve(settings: Settings, _args: argparse.Namespace) -> None:
     import uvicorn
 
-    prepare_database(settings)
+    database.secure_data_dir(settings)
     if settings.auth_mode == "jwt":
-        load_or_create_secret(settings)  # once, before workers start, so they all read the same secret
+        _secret(settings)  # once, before workers start, so they all read the same secret
+    seeded = prepare_database(settings)
     if settings.workers > 1:
         metrics_dir = settings.data_dir.resolve() / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        metrics_dir.mkdir(mode=0o700, parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    _announce(settings, seeded)
     uvicorn.run(
         "course_signup.app:factory",
         factory=True,
@@ -90,31 +148,43 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> None:
     )
 
 
-def prepare_database(settings: Settings) -> None:
-    """Embedded: create, migrate and (when new) seed. Elsewhere: refuse an outdated schema."""
-    if settings.embedded:
-        is_new = not settings.embedded_database.exists()
+def _announce(settings: Settings, seeded: int) -> None:
+    # Logged here, in the parent, so it appears once however many workers start.
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    message = f"course-signup {__version__} starting on http://{host}:{settings.port}/"
+    if seeded:
+        message += f"; seeded {seeded} courses into the new embedded database"
+    fields = {
+        "database": _shown(settings),
+        "data_dir": str(settings.data_dir.resolve()),
+        "auth": settings.auth_mode,
+        "workers": settings.workers,
+    }
+    log.info(message, extra=fields)
+
+
+def prepare_database(settings: Settings) -> int:
+    """Embedded: create, migrate and (when new) seed, returning how many courses were seeded.
+
+    Elsewhere: refuse a database that cannot be reached or is not at the newest schema.
+    """
+    if not settings.embedded:
+        _require_schema(settings)
+        return 0
+    is_new = _schema_revision(settings) is None
+    with _database_errors(settings):
         migrations.upgrade(settings)
-        if is_new:
-            _run(settings, _seed_catalogue)
-        return
-    try:
-        current = _run(settings, database.current_revision)
-    except (OSError, DBAPIError) as exc:
-        sys.exit(f"course-signup: cannot reach the database: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-    if current != migrations.head_revision():
-        sys.exit(
-            f"course-signup: the database schema is at {current or 'nothing'}, "
-            f"not {migrations.head_revision()}: run `course-signup migrate` first"
-        )
+    return len(_run(settings, _seed_catalogue)) if is_new else 0
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
-    migrations.upgrade(settings)
+    with _database_errors(settings):
+        migrations.upgrade(settings)
     print(f"database at revision {migrations.head_revision()}")
 
 
 def _seed(settings: Settings, _args: argparse.Namespace) -> None:
+    _require_schema(settings)
     added = _run(settings, _seed_catalogue)
     print(f"seeded {len(added)} course(s): {', '.join(added) or 'all were already there'}")
 
@@ -122,13 +192,36 @@ def _seed(settings: Settings, _args: argparse.Namespace) -> None:
 def _token(settings: Settings, args: argparse.Namespace) -> None:
     from course_signup.domain.errors import InvalidInputError
 
+    if args.ttl <= 0:
+        sys.exit(f"course-signup: --ttl must be at least 1 second, not {args.ttl}")
+    if not settings.embedded:  # the embedded database is created by `serve`; any other must be ready
+        _require_schema(settings)
+    service = TokenService(settings, secret=_secret(settings))
     try:
-        token = TokenService(settings, secret=load_or_create_secret(settings)).issue(
-            args.email, admin=args.admin, ttl_seconds=args.ttl
-        )
+        token = service.issue(args.email, admin=args.admin, ttl_seconds=args.ttl)
     except (InvalidInputError, RuntimeError) as exc:
         sys.exit(f"course-signup: {exc}")
     print(token)
+    print(f"signed with {_secret_source(settings)}", file=sys.stderr)
+
+
+def _secret(settings: Settings) -> str | None:
+    """The HS256 secret `serve` and `token` share; a missing, empty or weak one ends the command in one line."""
+    if settings.jwt_secret is None:
+        database.secure_data_dir(settings)
+    try:
+        return load_or_create_secret(settings)
+    except (ValueError, RuntimeError) as exc:  # ValueError: a secret too short or empty to sign with
+        sys.exit(f"course-signup: {exc}")
+
+
+def _secret_source(settings: Settings) -> str:
+    """Where the HS256 secret came from, as load_or_create_secret chose it."""
+    if settings.jwt_secret is None:
+        return f"the secret in {(settings.data_dir / tokens.SECRET_FILE).resolve()}"
+    if f"{ENV_PREFIX}JWT_SECRET" in os.environ:
+        return f"{ENV_PREFIX}JWT_SECRET"
+    return f"jwt_secret from {os.environ.get(CONFIG_ENV, 'the settings')}"
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> None:
@@ -137,16 +230,37 @@ def _import(settings: Settings, args: argparse.Namespace) -> None:
     try:
         with args.file.open(newline="", encoding="utf-8-sig") as handle:
             rows = catalogue_import.parse(handle)
-
-        async def run(engine: database.AsyncEngine) -> tuple[int, int]:
-            return await catalogue_import.import_courses(_uow(engine), InProcessCache(0), rows)
-
-        added, changed = _run(settings, run)
     except OSError as exc:
         sys.exit(f"course-signup: {exc}")
+    except (UnicodeDecodeError, csv.Error) as exc:
+        sys.exit(f"course-signup: {args.file} is not a UTF-8 CSV file: {exc}")
+    except catalogue_import.CatalogueImportError as exc:
+        sys.exit(f"course-signup: nothing imported:\n{exc}")
+    _require_schema(settings)
+
+    async def run(engine: database.AsyncEngine) -> tuple[int, int]:
+        return await catalogue_import.import_courses(_uow(engine), InProcessCache(0), rows)
+
+    try:
+        added, changed = _run(settings, run)
     except catalogue_import.CatalogueImportError as exc:
         sys.exit(f"course-signup: nothing imported:\n{exc}")
     print(f"imported {added} new and {changed} changed course(s)")
+
+
+def _require_schema(settings: Settings) -> None:
+    """Exit with one line unless the database answers and is at the newest schema."""
+    current, head = _schema_revision(settings), migrations.head_revision()
+    if current is None:
+        sys.exit(f"course-signup: the database {_shown(settings)} has no schema yet: run `course-signup migrate` first")
+    if current != head:
+        sys.exit(f"course-signup: the database schema is at {current}, not {head}: run `course-signup migrate` first")
+
+
+def _schema_revision(settings: Settings) -> str | None:
+    if settings.embedded and not settings.embedded_database.exists():
+        return None  # not opened: that would leave an empty file, and `serve` would not seed it
+    return _run(settings, database.current_revision)
 
 
 async def _seed_catalogue(engine: database.AsyncEngine) -> list[str]:
@@ -167,4 +281,21 @@ def _run(settings: Settings, work: Callable[[database.AsyncEngine], Awaitable[T]
         finally:
             await engine.dispose()
 
-    return asyncio.run(go())
+    with _database_errors(settings):
+        return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def _database_errors(settings: Settings) -> Iterator[None]:
+    """A database that is missing, silent or failing ends the command with one line, not a traceback."""
+    try:
+        yield
+    except (OSError, DBAPIError) as exc:
+        reason = (exc.orig or exc) if isinstance(exc, DBAPIError) else exc
+        first_line = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+        sys.exit(f"course-signup: cannot use the database {_shown(settings)}: {first_line}")
+
+
+def _shown(settings: Settings) -> str:
+    """The database URL with its password masked, fit for logs and error messages."""
+    return make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
