@@ -178,3 +178,85 @@ async def test_a_token_whose_subject_grows_past_254_characters_when_lower_cased_
     token = jwt.encode({"sub": GROWING_EMAIL, "exp": now + 600}, JWT_SECRET, algorithm="HS256")
     response = await client.get("/students/x@example.com/courses", headers={"Authorization": f"Bearer {token}"})
     assert_error(response, 401)
+
+
+def _signed(payload: str) -> str:
+    """An HS256 token, correctly signed with the service's secret, whose claims are this JSON text as is."""
+    return jwt.api_jws.encode(payload.encode(), JWT_SECRET, algorithm="HS256")
+
+
+HUGE = "1" + "0" * 400  # 1e400 as a JSON integer: no float can hold it
+SOON = "SOON"  # stands for a valid exp, ten minutes ahead
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        f'"exp": {HUGE}',
+        '"exp": 1e400',
+        '"exp": NaN',
+        '"exp": 253402300800',  # one second after 9999-12-31T23:59:59Z
+        f'"exp": SOON, "iat": {HUGE}',
+        f'"exp": SOON, "iat": -{HUGE}',
+        '"exp": SOON, "iat": 1e400',
+        f'"exp": SOON, "nbf": {HUGE}',
+        f'"exp": SOON, "nbf": -{HUGE}',
+        '"exp": SOON, "nbf": -1e400',
+    ],
+    ids=lambda times: times.replace(HUGE, "1e400 as an integer"),
+)
+async def test_a_validly_signed_token_with_an_absurd_time_claim_is_unauthorized(client: httpx.AsyncClient, times):
+    claims = f'{{"sub": "{STUDENT}", "role": "student", {times.replace(SOON, str(int(time.time()) + 600))}}}'
+    response = await client.get(f"/students/{STUDENT}/courses", headers={"Authorization": f"Bearer {_signed(claims)}"})
+    assert_error(response, 401)
+
+
+async def test_a_token_signed_the_same_way_with_sensible_times_is_accepted(client: httpx.AsyncClient):
+    now = int(time.time())
+    claims = f'{{"sub": "{STUDENT}", "role": "student", "iat": {now}, "nbf": {now}, "exp": {now + 600}}}'
+    response = await client.get(f"/students/{STUDENT}/courses", headers={"Authorization": f"Bearer {_signed(claims)}"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("secret", ["x" * 31, "é" * 15], ids=["31 characters", "30 bytes in 15 characters"])
+async def test_a_configured_secret_under_32_bytes_stops_the_app_at_start(tmp_path, secret: str):
+    import asyncio
+
+    from course_signup.adapters import migrations
+    from course_signup.adapters.tokens import SecretError
+    from course_signup.app import create_app
+    from course_signup.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, jwt_secret=secret)
+    await asyncio.to_thread(migrations.upgrade, settings)
+    application = create_app(settings)
+    with pytest.raises(SecretError) as refused:
+        async with application.router.lifespan_context(application):
+            pass
+    message = str(refused.value)
+    assert "COURSE_SIGNUP_JWT_SECRET" in message and "32" in message and "\n" not in message
+    assert secret not in message
+
+
+@pytest.mark.parametrize("secret", ["", "   ", "x" * 31])
+def test_an_empty_or_short_secret_is_refused_with_one_line(secret: str):
+    from course_signup.adapters.tokens import SecretError, validate_secret
+
+    with pytest.raises(SecretError) as refused:
+        validate_secret(secret, "COURSE_SIGNUP_JWT_SECRET")
+    assert "COURSE_SIGNUP_JWT_SECRET" in str(refused.value) and "\n" not in str(refused.value)
+    assert validate_secret("x" * 32, "COURSE_SIGNUP_JWT_SECRET") == "x" * 32
+
+
+def test_the_generated_secret_is_0600_in_a_0700_data_directory(tmp_path):
+    import stat
+
+    from course_signup.adapters.tokens import SECRET_FILE, load_or_create_secret
+    from course_signup.settings import Settings
+
+    data_dir = tmp_path / "new" / "data"
+    secret = load_or_create_secret(Settings(data_dir=data_dir))
+    assert secret is not None and len(secret) >= 32
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data_dir / SECRET_FILE).stat().st_mode) == 0o600
+    assert load_or_create_secret(Settings(data_dir=data_dir)) == secret

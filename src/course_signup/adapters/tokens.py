@@ -22,6 +22,12 @@ SECRET_FILE = "jwt-secret"
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
 JWKS_TIMEOUT_SECONDS = 2.0
 VERIFIED_CACHE_SIZE = 50_000
+MIN_SECRET_BYTES = 32  # HS256 keys shorter than the hash (RFC 7518 3.2) can be brute-forced offline
+LAST_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z: the latest exp, iat or nbf a token may carry
+
+
+class SecretError(ValueError):
+    """The HS256 secret cannot be used (empty or too short); the message is one line for the operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +41,12 @@ class Principal:
 def load_or_create_secret(settings: Settings) -> str | None:
     """The HS256 secret: configured, or generated once into the data directory (mode 0600)."""
     if settings.jwt_secret is not None:
-        return settings.jwt_secret.get_secret_value()
+        return validate_secret(settings.jwt_secret.get_secret_value(), "COURSE_SIGNUP_JWT_SECRET")
     if settings.jwt_jwks_url:
         return None
     path = Path(settings.data_dir) / SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # O_EXCL: when several workers start at once, exactly one writes the secret.
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -58,9 +64,22 @@ def load_or_create_secret(settings: Settings) -> str | None:
     for _ in range(50):  # another worker may be between creating and writing the file
         secret = path.read_text().strip()
         if secret:
-            return secret
+            return validate_secret(secret, f"file {path}")
         time.sleep(0.02)
     raise RuntimeError(f"empty JWT secret file: {path}")
+
+
+def validate_secret(secret: str, source: str) -> str:
+    """The secret, if it is long enough to sign with; else SecretError naming where it came from."""
+    size = len(secret.encode())
+    if not secret.strip():
+        raise SecretError(f"the JWT secret ({source}) is empty")
+    if size < MIN_SECRET_BYTES:
+        raise SecretError(
+            f"the JWT secret ({source}) is {size} bytes; it must be at least {MIN_SECRET_BYTES} "
+            "(generate one with: openssl rand -base64 48)"
+        )
+    return secret
 
 
 class TokenService:
@@ -143,8 +162,9 @@ class TokenService:
             raise UnauthenticatedError("The bearer token has expired.") from None
         except jwt.PyJWTError:
             raise UnauthenticatedError("The bearer token is not valid.") from None
+        expires = _numeric_dates(claims)["exp"]
         # Remembered until it expires (by the same leeway the check allows), never longer.
-        return _principal(claims), float(claims["exp"]) + self._leeway
+        return _principal(claims), expires + self._leeway
 
     async def _signing_key(self, token: str) -> object:
         assert self._jwks is not None
@@ -157,6 +177,21 @@ class TokenService:
         except (jwt.PyJWTError, TimeoutError):
             raise UnauthenticatedError("The bearer token's signing key is not available.") from None
         return signing_key
+
+
+def _numeric_dates(claims: dict[str, object]) -> dict[str, int]:
+    """exp, iat and nbf as integers; UnauthenticatedError for one outside 1970..9999 (1e400 would overflow)."""
+    dates = {}
+    for name in ("exp", "iat", "nbf"):
+        if name in claims:
+            try:
+                value = int(claims[name])  # type: ignore[call-overload]
+            except (TypeError, ValueError, OverflowError):
+                value = -1
+            if not 0 <= value <= LAST_NUMERIC_DATE:
+                raise UnauthenticatedError(f"The bearer token's {name} claim is not a valid time.")
+            dates[name] = value
+    return dates
 
 
 def _principal(claims: dict[str, object]) -> Principal:
