@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import jwt
 
+from course_signup.adapters.jwks import ProviderKeys
 from course_signup.domain import rules
 from course_signup.domain.errors import InvalidInputError, UnauthenticatedError
 from course_signup.settings import Settings
@@ -20,7 +20,6 @@ log = logging.getLogger("course_signup.tokens")
 
 SECRET_FILE = "jwt-secret"
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
-JWKS_TIMEOUT_SECONDS = 2.0
 VERIFIED_CACHE_SIZE = 50_000
 MIN_SECRET_BYTES = 32  # HS256 keys shorter than the hash (RFC 7518 3.2) can be brute-forced offline
 LAST_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z: the latest exp, iat or nbf a token may carry
@@ -88,19 +87,14 @@ class TokenService:
     def __init__(self, settings: Settings, *, secret: str | None) -> None:
         self._secret = secret
         # Verified tokens, so a client's repeated requests skip the signature check; only valid
-        # tokens are kept, each until its expiry.
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        # tokens are kept, each until its expiry, and a provider's token only while its key set
+        # is unchanged (the generation it was verified under): a withdrawn key stops working.
+        self._verified: dict[str, tuple[Principal, float, int | None]] = {}
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
-        self._jwks = (
-            jwt.PyJWKClient(
-                settings.jwt_jwks_url,
-                cache_keys=True,
-                lifespan=3600,
-                timeout=JWKS_TIMEOUT_SECONDS,
-                cooldown_duration=settings.jwt_jwks_refresh_cooldown_seconds,
-            )
+        self._provider = (
+            ProviderKeys(settings.jwt_jwks_url, cooldown_seconds=settings.jwt_jwks_refresh_cooldown_seconds)
             if settings.jwt_jwks_url
             else None
         )
@@ -124,15 +118,21 @@ class TokenService:
     async def verify(self, token: str) -> Principal:
         """The token's principal; UnauthenticatedError for anything not valid."""
         known = self._verified.get(token)
-        if known is not None and time.time() < known[1]:
+        if known is not None and time.time() < known[1] and self._key_set_unchanged(known[2]):
             return known[0]
-        principal, expires = await self._verify(token)
+        principal, expires, generation = await self._verify(token)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
-        self._verified[token] = (principal, expires)
+        self._verified[token] = (principal, expires, generation)
         return principal
 
-    async def _verify(self, token: str) -> tuple[Principal, float]:
+    def _key_set_unchanged(self, generation: int | None) -> bool:
+        if generation is None or self._provider is None:
+            return True
+        self._provider.refresh_if_stale()
+        return generation == self._provider.generation
+
+    async def _verify(self, token: str) -> tuple[Principal, float, int | None]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -140,11 +140,17 @@ class TokenService:
         algorithm = header.get("alg")
         # Each key type accepts only its own algorithms, so "none" and HS256-signed-with-a-public-key
         # (algorithm confusion) never verify.
+        generation: int | None = None
         if algorithm == "HS256" and self._secret is not None:
             key: object = self._secret
             algorithms = ["HS256"]
-        elif algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
-            key = await self._signing_key(token)
+        elif algorithm in ASYMMETRIC_ALGORITHMS and self._provider is not None:
+            kid = header.get("kid")
+            if not isinstance(kid, str) or not kid:
+                raise UnauthenticatedError("The bearer token names no signing key.")
+            key, generation = await self._provider.find(kid)
+            if key is None:
+                raise UnauthenticatedError("The bearer token's signing key is not available.")
             algorithms = ASYMMETRIC_ALGORITHMS
         else:
             raise UnauthenticatedError("The bearer token's algorithm is not accepted.")
@@ -164,19 +170,7 @@ class TokenService:
             raise UnauthenticatedError("The bearer token is not valid.") from None
         expires = _numeric_dates(claims)["exp"]
         # Remembered until it expires (by the same leeway the check allows), never longer.
-        return _principal(claims), expires + self._leeway
-
-    async def _signing_key(self, token: str) -> object:
-        assert self._jwks is not None
-        try:
-            # PyJWKClient is blocking; a thread plus a deadline keeps a slow provider from
-            # stalling the event loop. It re-fetches the key set when it meets an unknown kid.
-            signing_key = await asyncio.wait_for(
-                asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token), JWKS_TIMEOUT_SECONDS + 0.5
-            )
-        except (jwt.PyJWTError, TimeoutError):
-            raise UnauthenticatedError("The bearer token's signing key is not available.") from None
-        return signing_key
+        return _principal(claims), expires + self._leeway, generation
 
 
 def _numeric_dates(claims: dict[str, object]) -> dict[str, int]:
