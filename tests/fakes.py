@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Self, TypeVar
 
+from course_signup.domain.admission import Admission, AdmissionRequest, decide, status_of
 from course_signup.domain.errors import CourseNotFoundError
-from course_signup.domain.events import EventType
 from course_signup.domain.models import (
     STATUS_ENROLLED,
     STATUS_WAITLISTED,
@@ -20,7 +20,6 @@ from course_signup.domain.models import (
 )
 from course_signup.domain.pagination import PageRequest
 from course_signup.domain.rules import as_utc
-from course_signup.domain.views import SeatOutcome
 
 Row = TypeVar("Row", Course, Enrollment, CourseEvent, IdempotencyRecord)
 
@@ -113,29 +112,15 @@ class FakeCourseRepository:
         ids = sorted(c for c in rows if page.after is None or c > page.after[0])
         return [_clone(rows[c]) for c in ids[: page.limit + 1]]
 
-    async def claim_seat(self, course_id: str, *, at: datetime) -> bool:
-        course = self.tx.write().courses.get(course_id)
-        if course is None or not _is_open(course, at):
-            return False
-        if course.capacity is not None and course.enrolled >= course.capacity:
-            return False
-        course.enrolled += 1
-        course.updated_at = at
-        return True
-
-    async def take_waitlist_ticket(self, course_id: str, *, at: datetime) -> int:
-        course = self.tx.write().courses[course_id]
-        course.waitlist_seq += 1
-        course.waitlisted += 1
-        course.updated_at = at
-        return course.waitlist_seq
-
-    async def adjust_counters(self, course_id: str, *, enrolled: int = 0, waitlisted: int = 0, at: datetime) -> None:
+    async def adjust_counters(
+        self, course_id: str, *, enrolled: int = 0, waitlisted: int = 0, tickets: int = 0, at: datetime
+    ) -> None:
         course = self.tx.write().courses.get(course_id)
         if course is None:  # an UPDATE that matches no row
             return
         course.enrolled += enrolled
         course.waitlisted += waitlisted
+        course.waitlist_seq += tickets
         course.updated_at = at
         _check(course)
 
@@ -210,19 +195,33 @@ class FakeEnrollmentRepository:
         )
         return True
 
-    async def enroll_if_seat_free(
-        self, *, student_id: str, course_id: str, at: datetime, request_id: str | None
-    ) -> SeatOutcome:
-        """Seat, enrollment and audit event. Like the real SQLite path, a DUPLICATE leaves the
-        claimed seat in the transaction: the caller must roll back."""
-        if not await FakeCourseRepository(self.tx).claim_seat(course_id, at=at):
-            return SeatOutcome.NO_SEAT
-        if not await self.add(student_id=student_id, course_id=course_id, status=STATUS_ENROLLED, at=at):
-            return SeatOutcome.DUPLICATE
-        await FakeEventRepository(self.tx, request_id=request_id).add(
-            course_id=course_id, type=EventType.ENROLLED, student_ids=[student_id], at=at
-        )
-        return SeatOutcome.SEATED
+    async def admit(self, course_id: str, requests: Sequence[AdmissionRequest], *, at: datetime) -> list[Admission]:
+        """The real SQLite path's steps: decide with domain/admission.py, then write rows, events, counters."""
+        tables = self.tx.read()
+        course = tables.courses.get(course_id)
+        existing = {s: e.status for (c, s), e in tables.enrollments.items() if c == course_id}
+        answers = decide(None if course is None else _clone(course), requests, existing=existing, at=at)
+        events = FakeEventRepository(self.tx)
+        seated = waiting = 0
+        for request, answer in zip(requests, answers, strict=True):
+            status = status_of(answer.verdict)
+            if status is None:
+                continue
+            await self.add(
+                student_id=request.student_id,
+                course_id=course_id,
+                status=status,
+                at=at,
+                waitlist_seq=answer.waitlist_seq,
+            )
+            events.request_id = request.request_id
+            await events.add(course_id=course_id, type=status, student_ids=[request.student_id], at=at)
+            seated, waiting = seated + (status == STATUS_ENROLLED), waiting + (status == STATUS_WAITLISTED)
+        if seated or waiting:
+            await FakeCourseRepository(self.tx).adjust_counters(
+                course_id, enrolled=seated, waitlisted=waiting, tickets=waiting, at=at
+            )
+        return answers
 
     async def get(self, *, student_id: str, course_id: str) -> Enrollment | None:
         row = self.tx.read().enrollments.get((course_id, student_id))

@@ -18,10 +18,14 @@ from tests.integration.servers import Server, start_server
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def servers(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+@pytest.fixture(scope="module", params=["batched", "one-by-one"])
+def servers(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[list[Server]]:
+    """Two processes on one database, batching concurrent sign-ups per course or not."""
     data_dir = tmp_path_factory.mktemp("multi")
-    running = [start_server(postgres_url, data_dir), start_server(postgres_url, data_dir)]
+    batching = {"COURSE_SIGNUP_BATCH_ADMISSION": str(request.param == "batched").lower()}
+    running = [start_server(postgres_url, data_dir, **batching), start_server(postgres_url, data_dir, **batching)]
     yield running
     for server in running:
         server.stop()

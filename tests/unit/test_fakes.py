@@ -11,9 +11,9 @@ async def test_unit_of_work_discards_what_was_not_committed(uow: FakeUnitOfWork,
     await new_course(uow, cache, capacity=1)
 
     async with uow:
-        assert await uow.courses.claim_seat("CS101", at=utcnow())
+        await uow.courses.adjust_counters("CS101", enrolled=1, at=utcnow())
     async with uow:
-        assert await uow.courses.claim_seat("CS101", at=utcnow())
+        await uow.courses.adjust_counters("CS101", enrolled=1, at=utcnow())
         await uow.rollback()
         assert (await uow.courses.get("CS101")).enrolled == 0
 

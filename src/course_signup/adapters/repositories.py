@@ -7,15 +7,32 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    String,
+    and_,
+    bindparam,
+    case,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from course_signup.domain.admission import Admission, AdmissionRequest, Verdict, decide, status_of
 from course_signup.domain.errors import CourseNotFoundError
-from course_signup.domain.events import EventType
 from course_signup.domain.models import (
     STATUS_ENROLLED,
     STATUS_WAITLISTED,
@@ -26,7 +43,6 @@ from course_signup.domain.models import (
     UTCDateTime,
 )
 from course_signup.domain.pagination import PageRequest
-from course_signup.domain.views import SeatOutcome
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -40,17 +56,6 @@ def _upsert(session: AsyncSession) -> Any:
 
 def _is_unique_violation(exc: IntegrityError, constraint: str) -> bool:
     return constraint in str(exc.orig)
-
-
-def _seat_free() -> Any:
-    return or_(Course.capacity.is_(None), Course.enrolled < Course.capacity)
-
-
-def _open_at(at: Any) -> Any:
-    return and_(
-        or_(Course.registration_opens_at.is_(None), Course.registration_opens_at <= at),
-        or_(Course.registration_closes_at.is_(None), Course.registration_closes_at > at),
-    )
 
 
 class CourseRepository:
@@ -74,43 +79,17 @@ class CourseRepository:
             query = query.where(Course.course_id > page.after[0])
         return (await self.session.execute(query)).scalars().all()
 
-    async def claim_seat(self, course_id: str, *, at: datetime) -> bool:
-        """Take one seat if the course is open and not full. The database decides the last seat."""
-        result = await self.session.execute(
-            update(Course)
-            .where(
-                Course.course_id == course_id,
-                _seat_free(),
-                _open_at(at),
-            )
-            .values(enrolled=Course.enrolled + 1, updated_at=at)
-            .returning(Course.course_id)
-            .execution_options(synchronize_session=False)
-        )
-        return result.first() is not None
-
-    async def take_waitlist_ticket(self, course_id: str, *, at: datetime) -> int:
-        """The next waitlist ticket number for the (locked) course; counts the new waitlister."""
-        result = await self.session.execute(
-            update(Course)
-            .where(Course.course_id == course_id)
-            .values(
-                waitlist_seq=Course.waitlist_seq + 1,
-                waitlisted=Course.waitlisted + 1,
-                updated_at=at,
-            )
-            .returning(Course.waitlist_seq)
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.scalar_one())
-
-    async def adjust_counters(self, course_id: str, *, enrolled: int = 0, waitlisted: int = 0, at: datetime) -> None:
+    async def adjust_counters(
+        self, course_id: str, *, enrolled: int = 0, waitlisted: int = 0, tickets: int = 0, at: datetime
+    ) -> None:
+        """Add to the course's counters; `tickets` waitlist tickets were handed out."""
         await self.session.execute(
             update(Course)
             .where(Course.course_id == course_id)
             .values(
                 enrolled=Course.enrolled + enrolled,
                 waitlisted=Course.waitlisted + waitlisted,
+                waitlist_seq=Course.waitlist_seq + tickets,
                 updated_at=at,
             )
             .execution_options(synchronize_session=False)
@@ -179,90 +158,230 @@ def _student_courses_statement(with_status: bool, with_after: bool) -> Any:
     return query
 
 
-def _enroll_if_seat_free_statement() -> Any:
-    """seat (conditional UPDATE) -> enrollment (INSERT from seat) -> audit (INSERT from enrollment)."""
-    # Bind names differ from column names: an UPDATE would read a "course_id" key as SET course_id.
+def _admit_statement() -> Any:
+    """A batch of sign-ups to one course, decided and written by ONE statement (PostgreSQL).
+
+    locked: the course row, FOR UPDATE. It waits for every other writer of the course (they all
+        lock this row first) and then returns the row's newest version, so the seat figures the
+        decision uses are current even though the statement's snapshot is older.
+    existing: the students of the batch who already have a row (the anti-join). A row committed
+        after the snapshot is not seen here; its unique violation then undoes the whole statement,
+        and the caller runs the batch again with a fresh snapshot.
+    decided: in arrival order, the first `seats_left` new students get seats (Course.seats_left
+        and Course.is_open_at are the rules, shared with domain/admission.py); the rest are
+        waitlisted with consecutive tickets if they asked to wait, or refused.
+    inserted, counters, audit: the rows, the course's counters and one audit event per row with
+        that request's id. Under an autocommit connection the lock is held only inside the server.
+    """
     at = bindparam("p_at", type_=UTCDateTime())
-    seat = (
-        update(Course)
-        .where(
-            Course.course_id == bindparam("p_course"),
-            _seat_free(),
-            _open_at(at),
+    course_id = bindparam("p_course", type_=String())
+    locked_rows = select(Course).where(Course.course_id == course_id).with_for_update().cte("locked")
+    locked = aliased(Course, locked_rows)
+    unnested = (
+        func.unnest(
+            bindparam("p_students", type_=ARRAY(String())),
+            bindparam("p_waitlist", type_=ARRAY(Boolean())),
+            bindparam("p_requests", type_=ARRAY(String())),
         )
-        .values(enrolled=Course.enrolled + 1, updated_at=at)
-        .returning(Course.course_id)
-        .cte("seat")
+        .table_valued(
+            column("student_id", String()),
+            column("waitlist", Boolean()),
+            column("request_id", String()),
+            with_ordinality="ord",
+        )
+        .render_derived(name="r")
     )
-    enrollment = (
+    req = select(unnested).cte("req")
+    existing = (
+        select(Enrollment.student_id, Enrollment.status)
+        .where(Enrollment.course_id == course_id, Enrollment.student_id.in_(select(req.c.student_id)))
+        .cte("existing")
+    )
+    fresh = (
+        select(req.c.ord, req.c.student_id, req.c.waitlist, func.row_number().over(order_by=req.c.ord).label("n"))
+        .select_from(req.join(locked, true()))
+        .where(locked.is_open_at(at), ~exists().where(existing.c.student_id == req.c.student_id))
+        .cte("fresh")
+    )
+    seated = or_(locked.seats_left.is_(None), fresh.c.n <= locked.seats_left)
+    status = case((seated, STATUS_ENROLLED), (fresh.c.waitlist, STATUS_WAITLISTED), else_=None)
+    decided = (
+        select(fresh.c.ord, fresh.c.student_id, status.label("status"))
+        .select_from(fresh.join(locked, true()))
+        .cte("decided")
+    )
+    admitted = (
+        select(
+            decided.c.ord,
+            decided.c.student_id,
+            decided.c.status,
+            func.row_number().over(partition_by=decided.c.status, order_by=decided.c.ord).label("nth"),
+        )
+        .where(decided.c.status.is_not(None))
+        .cte("admitted")
+    )
+    ticket = case((admitted.c.status == STATUS_WAITLISTED, locked.waitlist_seq + admitted.c.nth), else_=None)
+    inserted = (
         insert(Enrollment)
         .from_select(
-            ["student_id", "course_id", "status", "created_at"],
-            select(bindparam("p_student", type_=String()), seat.c.course_id, literal(STATUS_ENROLLED), at),
+            ["student_id", "course_id", "status", "waitlist_seq", "created_at"],
+            select(admitted.c.student_id, course_id, admitted.c.status, ticket, at)
+            .select_from(admitted.join(locked, true()))
+            .order_by(admitted.c.ord),
         )
-        .returning(Enrollment.course_id, Enrollment.student_id)
-        .cte("enrollment")
+        .returning(Enrollment.student_id, Enrollment.status, Enrollment.waitlist_seq)
+        .cte("inserted")
+    )
+
+    def count(of: str) -> Any:
+        return select(func.count()).select_from(inserted).where(inserted.c.status == of).scalar_subquery()
+
+    counters = (
+        update(Course)
+        .where(Course.course_id == course_id, exists().select_from(inserted))
+        .values(
+            enrolled=Course.enrolled + count(STATUS_ENROLLED),
+            waitlisted=Course.waitlisted + count(STATUS_WAITLISTED),
+            waitlist_seq=Course.waitlist_seq + count(STATUS_WAITLISTED),
+            updated_at=at,
+        )
+        .returning(Course.course_id)
+        .cte("counters")
     )
     audit = (
         insert(CourseEvent)
         .from_select(
             ["course_id", "type", "student_id", "at", "request_id"],
-            select(
-                enrollment.c.course_id,
-                literal(EventType.ENROLLED.value),
-                enrollment.c.student_id,
-                at,
-                bindparam("p_request", type_=String()),
-            ),
+            select(course_id, inserted.c.status, inserted.c.student_id, at, req.c.request_id)
+            .select_from(inserted.join(req, req.c.student_id == inserted.c.student_id))
+            .order_by(req.c.ord),
         )
         .cte("audit")
     )
-    return select(func.count()).select_from(enrollment).add_cte(audit)
+    return (
+        select(
+            locked.course_id.is_not(None).label("found"),
+            func.coalesce(locked.is_open_at(at), False).label("open"),
+            existing.c.status.label("existing"),
+            inserted.c.status,
+            inserted.c.waitlist_seq,
+            (locked.waitlisted + admitted.c.nth).label("position"),
+        )
+        .select_from(
+            req.outerjoin(locked, true())
+            .outerjoin(existing, existing.c.student_id == req.c.student_id)
+            .outerjoin(inserted, inserted.c.student_id == req.c.student_id)
+            .outerjoin(admitted, admitted.c.ord == req.c.ord)
+        )
+        .add_cte(counters, audit)
+        .order_by(req.c.ord)
+    )
 
 
-_ENROLL_IF_SEAT_FREE = _enroll_if_seat_free_statement()
+_ADMIT = _admit_statement()
+
+
+def _verdict(row: Any, at: datetime) -> Admission:
+    """One request's answer from its row of the admission statement."""
+    if not row.found:
+        return Admission(Verdict.NOT_FOUND, at)
+    if not row.open:
+        return Admission(Verdict.CLOSED, at)
+    if row.existing is not None:
+        duplicate = Verdict.ALREADY_WAITLISTED if row.existing == STATUS_WAITLISTED else Verdict.ALREADY_ENROLLED
+        return Admission(duplicate, at)
+    if row.status == STATUS_ENROLLED:
+        return Admission(Verdict.ENROLLED, at)
+    if row.status == STATUS_WAITLISTED:
+        return Admission(Verdict.WAITLISTED, at, waitlist_seq=row.waitlist_seq, position=int(row.position))
+    return Admission(Verdict.FULL, at)
 
 
 class EnrollmentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def enroll_if_seat_free(
-        self, *, student_id: str, course_id: str, at: datetime, request_id: str | None
-    ) -> SeatOutcome:
-        """Claim a seat, insert the enrollment and its audit event: all of it, or nothing.
+    async def admit(
+        self, course_id: str, requests: Sequence[AdmissionRequest], *, at: datetime
+    ) -> list[Admission] | None:
+        """Decide and write a batch of sign-ups (one per student), in order: all of it, or nothing.
 
-        On PostgreSQL this is ONE statement (data-modifying CTEs), so under an autocommit
-        connection the hot course's row lock is held only inside the server, from the UPDATE to
-        the commit, never across a round trip to Python. A duplicate raises the unique violation,
-        which undoes the whole statement. SQLite runs the same steps inside its serialised
-        BEGIN IMMEDIATE transaction; the caller rolls back on DUPLICATE.
+        None means a concurrent sign-up of one of these students committed while the statement
+        waited for the course: nothing was written, and the batch should simply run again.
         """
         if not _is_postgres(self.session):
-            return await self._enroll_in_steps(student_id=student_id, course_id=course_id, at=at, request_id=request_id)
-        params = {"p_student": student_id, "p_course": course_id, "p_at": at, "p_request": request_id}
+            return await self._admit_in_steps(course_id, requests, at=at)
+        params = {
+            "p_course": course_id,
+            "p_at": at,
+            "p_students": [r.student_id for r in requests],
+            "p_waitlist": [r.waitlist for r in requests],
+            "p_requests": [r.request_id for r in requests],
+        }
         try:
-            # Core execution on the session's connection: the statement is built once, and this
-            # path skips the ORM's per-statement bookkeeping.
+            # Core execution on the session's connection: built once, no ORM bookkeeping.
             connection = await self.session.connection()
-            seated = (await connection.execute(_ENROLL_IF_SEAT_FREE, params)).scalar_one()
+            rows = (await connection.execute(_ADMIT, params)).all()
         except IntegrityError as exc:
             if _is_unique_violation(exc, "uq_enrollments_course_id_student_id"):
-                return SeatOutcome.DUPLICATE
+                return None
             raise
-        return SeatOutcome.SEATED if seated else SeatOutcome.NO_SEAT
+        return [_verdict(row, at) for row in rows]
 
-    async def _enroll_in_steps(
-        self, *, student_id: str, course_id: str, at: datetime, request_id: str | None
-    ) -> SeatOutcome:
-        if not await CourseRepository(self.session).claim_seat(course_id, at=at):
-            return SeatOutcome.NO_SEAT
-        if not await self.add(student_id=student_id, course_id=course_id, status=STATUS_ENROLLED, at=at):
-            return SeatOutcome.DUPLICATE
-        await EventRepository(self.session, request_id=request_id).add(
-            course_id=course_id, type=EventType.ENROLLED, student_ids=[student_id], at=at
+    async def _admit_in_steps(
+        self, course_id: str, requests: Sequence[AdmissionRequest], *, at: datetime
+    ) -> list[Admission]:
+        """SQLite: the same decision in Python, inside the transaction's write lock (BEGIN IMMEDIATE)."""
+        course = (
+            await self.session.execute(
+                select(Course).where(Course.course_id == course_id).execution_options(populate_existing=True)
+            )
+        ).scalar_one_or_none()
+        students = [r.student_id for r in requests]
+        existing = {
+            row.student_id: row.status
+            for row in await self.session.execute(
+                select(Enrollment.student_id, Enrollment.status).where(
+                    Enrollment.course_id == course_id, Enrollment.student_id.in_(students)
+                )
+            )
+        }
+        answers = decide(course, requests, existing=existing, at=at)
+        written = [(r, a, status_of(a.verdict)) for r, a in zip(requests, answers, strict=True)]
+        rows = [(r, a, status) for r, a, status in written if status is not None]
+        if not rows:
+            return answers
+        await self.session.execute(
+            insert(Enrollment),
+            [
+                {
+                    "student_id": r.student_id,
+                    "course_id": course_id,
+                    "status": status,
+                    "waitlist_seq": a.waitlist_seq,
+                    "created_at": at,
+                }
+                for r, a, status in rows
+            ],
         )
-        return SeatOutcome.SEATED
+        await self.session.execute(
+            insert(CourseEvent),
+            [
+                {
+                    "course_id": course_id,
+                    "type": status,
+                    "student_id": r.student_id,
+                    "at": at,
+                    "request_id": r.request_id,
+                }
+                for r, _, status in rows
+            ],
+        )
+        seated = sum(1 for _, _, status in rows if status == STATUS_ENROLLED)
+        await CourseRepository(self.session).adjust_counters(
+            course_id, enrolled=seated, waitlisted=len(rows) - seated, tickets=len(rows) - seated, at=at
+        )
+        return answers
 
     async def add(
         self, *, student_id: str, course_id: str, status: str, at: datetime, waitlist_seq: int | None = None

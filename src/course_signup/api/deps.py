@@ -13,6 +13,7 @@ from course_signup.adapters.tokens import Principal
 from course_signup.domain import rules
 from course_signup.domain.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
 from course_signup.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, KeyShape, PageRequest, decode_cursor
+from course_signup.services.admission import Admissions
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
 
@@ -22,6 +23,10 @@ async def get_uow(request: Request) -> SqlAlchemyUnitOfWork:
 
 async def get_cache(request: Request) -> Cache:
     return request.app.state.cache
+
+
+async def get_admissions(request: Request) -> Admissions:
+    return request.app.state.admissions
 
 
 bearer = HTTPBearer(auto_error=False, description="A JWT: `sub` is the student's e-mail, `role` student or admin.")
@@ -123,6 +128,7 @@ def paging(shape: KeyShape) -> Callable[..., Awaitable[PageRequest]]:
 
 UowDep = Annotated[SqlAlchemyUnitOfWork, Depends(get_uow)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
+AdmissionsDep = Annotated[Admissions, Depends(get_admissions)]
 PathStudent = Annotated[str, Depends(path_student)]
 PathCourse = Annotated[str, Depends(path_course)]
 Admin = Depends(require_admin)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -15,12 +16,16 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    and_,
+    case,
+    or_,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.hybrid import hybrid_method, hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from course_signup.domain.rules import seats_left
+from course_signup.domain.rules import registration_is_open, seats_left
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -86,9 +91,40 @@ class Course(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    @property
+    # The two rules every seat decision asks, each defined once: in Python on a loaded row (the
+    # SQLite path, the fakes, the API's figures) and as SQL (the PostgreSQL statements).
+
+    @hybrid_property
     def seats_left(self) -> int | None:
+        """Free seats; None when the capacity is unlimited. A course is never overfilled."""
         return seats_left(self.capacity, self.enrolled)
+
+    @seats_left.inplace.expression
+    @classmethod
+    def _seats_left_sql(cls) -> ColumnElement[int | None]:
+        return case((cls.capacity.is_(None), None), else_=cls.capacity - cls.enrolled)
+
+    @hybrid_method
+    def is_open_at(self, at: datetime) -> bool:
+        """Registration is open at `at`: inside [opens, closes); a missing bound does not limit."""
+        return registration_is_open(self.registration_opens_at, self.registration_closes_at, at=at)
+
+    @is_open_at.inplace.expression
+    @classmethod
+    def _is_open_at_sql(cls, at: object) -> ColumnElement[bool]:
+        return and_(
+            or_(cls.registration_opens_at.is_(None), cls.registration_opens_at <= at),
+            or_(cls.registration_closes_at.is_(None), cls.registration_closes_at > at),
+        )
+
+    @hybrid_property
+    def has_seat_free(self) -> bool:
+        return self.capacity is None or self.enrolled < self.capacity
+
+    @has_seat_free.inplace.expression
+    @classmethod
+    def _has_seat_free_sql(cls) -> ColumnElement[bool]:
+        return or_(cls.capacity.is_(None), cls.enrolled < cls.capacity)
 
 
 class Enrollment(Base):

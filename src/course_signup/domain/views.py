@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
 
 from course_signup.domain.models import STATUS_ENROLLED
 
@@ -37,11 +36,3 @@ class DropResult:
     student_id: str
     course_id: str
     promoted: str | None
-
-
-class SeatOutcome(Enum):
-    """What an attempt to take a free seat came to."""
-
-    SEATED = "seated"
-    NO_SEAT = "no seat"  # full, closed, or no such course: the caller finds out which
-    DUPLICATE = "duplicate"

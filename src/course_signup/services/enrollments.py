@@ -6,6 +6,7 @@ from datetime import datetime
 
 from course_signup.adapters.cache import Cache
 from course_signup.domain import rules
+from course_signup.domain.admission import AdmissionRequest, Verdict
 from course_signup.domain.errors import (
     AlreadyEnrolledError,
     AlreadyWaitlistedError,
@@ -13,68 +14,47 @@ from course_signup.domain.errors import (
     CourseNotFoundError,
     DomainError,
     EnrollmentNotFoundError,
+    RegistrationClosedError,
 )
 from course_signup.domain.events import EventType
 from course_signup.domain.models import STATUS_ENROLLED, STATUS_WAITLISTED, utcnow
 from course_signup.domain.pagination import Page, PageRequest, make_page
-from course_signup.domain.views import DropResult, EnrollmentView, SeatOutcome, StudentCourseView
+from course_signup.domain.views import DropResult, EnrollmentView, StudentCourseView
+from course_signup.services.admission import Admissions
 from course_signup.services.unit_of_work import UnitOfWork
 
-
-async def sign_up(uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: str, waitlist: bool) -> EnrollmentView:
-    """Enroll the student, or waitlist them when the course is full and they asked to wait."""
-    view = await _sign_up(uow, student_id=student_id, course_id=course_id, waitlist=waitlist)
-    cache.forget_courses()  # after the commit: this process sees its own write at once
-    return view
-
-
-async def _sign_up(uow: UnitOfWork, *, student_id: str, course_id: str, waitlist: bool) -> EnrollmentView:
-    now = utcnow()
-    async with uow:
-        # The fast path: on PostgreSQL one atomic statement, committed inside the server.
-        await uow.single_statements()
-        enrolled = await _take_free_seat(uow, student_id=student_id, course_id=course_id, at=now)
-        if enrolled is not None:
-            return enrolled
-    return await _sign_up_without_free_seat(uow, student_id=student_id, course_id=course_id, waitlist=waitlist)
+ONE_BY_ONE = Admissions(batching=False)
+_REFUSALS: dict[Verdict, type[DomainError]] = {
+    Verdict.NOT_FOUND: CourseNotFoundError,
+    Verdict.CLOSED: RegistrationClosedError,
+    Verdict.ALREADY_ENROLLED: AlreadyEnrolledError,
+    Verdict.ALREADY_WAITLISTED: AlreadyWaitlistedError,
+    Verdict.FULL: CourseFullError,
+}
 
 
-async def _sign_up_without_free_seat(
-    uow: UnitOfWork, *, student_id: str, course_id: str, waitlist: bool
+async def sign_up(
+    uow: UnitOfWork,
+    cache: Cache,
+    *,
+    student_id: str,
+    course_id: str,
+    waitlist: bool,
+    admissions: Admissions = ONE_BY_ONE,
 ) -> EnrollmentView:
-    """No seat was claimed: say why, and waitlist the student if they asked to wait."""
-    async with uow:
-        # Reads only, without a lock: in a registration rush most requests end here, told the
-        # course is full, and none of them should queue on the course's row lock to hear it.
-        await uow.single_statements()
-        course = await uow.courses.get(course_id)  # CourseNotFoundError
-        rules.ensure_registration_open(course.registration_opens_at, course.registration_closes_at, at=utcnow())
-        existing = await uow.enrollments.get(student_id=student_id, course_id=course_id)
-        if existing is not None:
-            raise _duplicate(existing.status)
-        if not waitlist and course.capacity is not None and course.enrolled >= course.capacity:
-            raise CourseFullError()
-    return await _enroll_or_waitlist(uow, student_id=student_id, course_id=course_id, waitlist=waitlist)
+    """Enroll the student, or waitlist them when the course is full and they asked to wait.
 
-
-async def _enroll_or_waitlist(uow: UnitOfWork, *, student_id: str, course_id: str, waitlist: bool) -> EnrollmentView:
-    """Under the course's row lock: take a seat freed meanwhile, or a waitlist ticket."""
-    now = utcnow()
-    async with uow:
-        course = await uow.courses.get(course_id, for_update=True)  # CourseNotFoundError
-        rules.ensure_registration_open(course.registration_opens_at, course.registration_closes_at, at=now)
-        # A seat freed since the first try; a duplicate that raced in is caught by the unique constraint.
-        enrolled = await _take_free_seat(uow, student_id=student_id, course_id=course_id, at=now)
-        if enrolled is not None:
-            return enrolled
-        if not waitlist:
-            raise CourseFullError()
-        ticket = await uow.courses.take_waitlist_ticket(course_id, at=now)
-        await _add(uow, student_id, course_id, STATUS_WAITLISTED, now, waitlist_seq=ticket)
-        await uow.events.add(course_id=course_id, type=EventType.WAITLISTED, student_ids=[student_id], at=now)
-        position = await uow.enrollments.waitlist_position(course_id, ticket)
-        await uow.commit()
-    return EnrollmentView(student_id, course_id, STATUS_WAITLISTED, now, position)
+    The decision and its rows are one statement (see services/admission.py); `admissions` batches
+    it with the other sign-ups for the same course that this process is answering at that moment.
+    """
+    request = AdmissionRequest(student_id, waitlist, uow.request_id)
+    admission = await admissions.admit(uow, course_id, request)
+    refusal = _REFUSALS.get(admission.verdict)
+    if refusal is not None:
+        raise refusal()
+    cache.forget_courses()  # after the commit: this process sees its own write at once
+    status = STATUS_ENROLLED if admission.verdict is Verdict.ENROLLED else STATUS_WAITLISTED
+    return EnrollmentView(student_id, course_id, status, admission.at, admission.position)
 
 
 async def drop(uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: str) -> DropResult:
@@ -132,43 +112,3 @@ async def promote_waitlisted(uow: UnitOfWork, course_id: str, *, at: datetime) -
         await uow.courses.adjust_counters(course_id, enrolled=len(promoted), waitlisted=-len(promoted), at=at)
         await uow.events.add(course_id=course_id, type=EventType.PROMOTED, student_ids=promoted, at=at)
     return promoted
-
-
-async def _take_free_seat(uow: UnitOfWork, *, student_id: str, course_id: str, at: datetime) -> EnrollmentView | None:
-    """Seat, enrollment and audit event at once and commit; None (nothing done) if no seat is free.
-
-    A conditional UPDATE claims the seat, so "enrolled <= capacity" holds across processes, and
-    the unique constraint rejects a duplicate.
-    """
-    outcome = await uow.enrollments.enroll_if_seat_free(
-        student_id=student_id, course_id=course_id, at=at, request_id=uow.request_id
-    )
-    if outcome is SeatOutcome.SEATED:
-        await uow.commit()
-        return EnrollmentView(student_id, course_id, STATUS_ENROLLED, at)
-    await uow.rollback()
-    if outcome is SeatOutcome.DUPLICATE:
-        raise await _duplicate_of(uow, student_id=student_id, course_id=course_id)
-    return None
-
-
-async def _add(
-    uow: UnitOfWork, student_id: str, course_id: str, status: str, at: datetime, *, waitlist_seq: int | None = None
-) -> None:
-    """Insert the row; on a duplicate, undo the claimed seat or ticket and say which duplicate it is."""
-    if await uow.enrollments.add(
-        student_id=student_id, course_id=course_id, status=status, at=at, waitlist_seq=waitlist_seq
-    ):
-        return
-    await uow.rollback()
-    raise await _duplicate_of(uow, student_id=student_id, course_id=course_id)
-
-
-async def _duplicate_of(uow: UnitOfWork, *, student_id: str, course_id: str) -> DomainError:
-    """The error for a duplicate sign-up: already enrolled, or already waitlisted."""
-    existing = await uow.enrollments.get(student_id=student_id, course_id=course_id)
-    return _duplicate(existing.status if existing is not None else STATUS_ENROLLED)
-
-
-def _duplicate(status: str) -> DomainError:
-    return AlreadyWaitlistedError() if status == STATUS_WAITLISTED else AlreadyEnrolledError()

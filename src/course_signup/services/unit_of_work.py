@@ -15,6 +15,7 @@ from course_signup.adapters.repositories import (
 
 
 class UnitOfWork(Protocol):
+    request_id: str | None  # the request this work answers; goes into the audit events
     courses: CourseRepository
     enrollments: EnrollmentRepository
     events: EventRepository
