@@ -248,13 +248,17 @@ def test_an_empty_or_short_secret_is_refused_with_one_line(secret: str):
     assert validate_secret("x" * 32, "COURSE_SIGNUP_JWT_SECRET") == "x" * 32
 
 
-def test_the_generated_secret_is_0600_in_a_0700_data_directory(tmp_path):
+@pytest.mark.parametrize("data_dir_before", ["missing", "left open (0755)"])
+def test_the_generated_secret_is_0600_in_a_0700_data_directory(tmp_path, data_dir_before: str):
     import stat
 
     from course_signup.adapters.tokens import SECRET_FILE, load_or_create_secret
     from course_signup.settings import Settings
 
     data_dir = tmp_path / "new" / "data"
+    if data_dir_before != "missing":
+        data_dir.mkdir(parents=True)
+        data_dir.chmod(0o755)
     secret = load_or_create_secret(Settings(data_dir=data_dir))
     assert secret is not None and len(secret) >= 32
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jwt
 
+from course_signup.adapters import database
 from course_signup.adapters.jwks import ProviderKeys
 from course_signup.domain import rules
 from course_signup.domain.errors import InvalidInputError, UnauthenticatedError
@@ -45,7 +46,7 @@ def load_or_create_secret(settings: Settings) -> str | None:
         return None
     path = Path(settings.data_dir) / SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        database.secure_data_dir(settings)  # 0700, so the secret is never readable by others
         # O_EXCL: when several workers start at once, exactly one writes the secret.
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
