@@ -1,4 +1,5 @@
-"""API.md §1 conventions: the envelope, 400 (never 422), 404/405/413/415 in the envelope, X-Request-ID."""
+"""API.md §1 conventions: the envelope, 400 (never 422), 404/405/413/415 in the envelope, X-Request-ID; and the
+Idempotency-Key replay marker of §3."""
 
 from __future__ import annotations
 
@@ -166,6 +167,27 @@ async def test_openapi_and_docs_are_served(client: httpx.AsyncClient):
     assert schema["openapi"].startswith("3.")
     assert "/students/{studentEmail}/courses" in schema["paths"]
     assert (await client.get("/docs")).status_code == 200
+    assert (await client.get("/redoc")).status_code == 200
+
+
+async def test_a_replayed_answer_is_marked_idempotent_replayed(client: httpx.AsyncClient, admin_headers, auth):
+    course = await new_course(client, admin_headers, capacity=1)
+    student, late = email(), email("late")
+    first = await sign_up(client, student, course, {**auth(student), "Idempotency-Key": "replay-1"})
+    again = await sign_up(client, student, course, {**auth(student), "Idempotency-Key": "replay-1"})
+    assert first.status_code == again.status_code == 200 and first.content == again.content
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    refused = await sign_up(client, late, course, {**auth(late), "Idempotency-Key": "replay-2"})
+    refused_again = await sign_up(client, late, course, {**auth(late), "Idempotency-Key": "replay-2"})
+    assert refused.status_code == refused_again.status_code == 409
+    assert "Idempotent-Replayed" not in refused.headers
+    assert refused_again.headers["Idempotent-Replayed"] == "true"
+    reused = await sign_up(client, student, course, {**auth(student), "Idempotency-Key": "replay-1"}, waitlist=True)
+    assert_error(reused, 409, "Idempotency-Key reused with a different request.")
+    assert "Idempotent-Replayed" not in reused.headers  # a refusal of its own, not the stored answer
+    unkeyed = await sign_up(client, student, course, auth(student))
+    assert "Idempotent-Replayed" not in unkeyed.headers
 
 
 async def test_metrics_are_prometheus_text(client: httpx.AsyncClient, admin_headers, auth):

@@ -17,6 +17,8 @@ from course_signup.services import idempotency
 from course_signup.services.idempotency import StoredAnswer
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
+REPLAYED = {"Idempotent-Replayed": "true"}  # API.md: marks the stored first answer given again
+
 
 class Idempotency:
     def __init__(self, request: Request, key: str | None) -> None:
@@ -33,7 +35,7 @@ class Idempotency:
         fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
         stored = await idempotency.claim(self._uow(), student_id=student_id, key=self.key, fingerprint=fingerprint)
         if stored is not None:
-            return Response(stored.body, status_code=stored.status_code, media_type=JSON)
+            return Response(stored.body, status_code=stored.status_code, media_type=JSON, headers=REPLAYED)
         try:
             response = await answer()
         except DomainError as exc:
