@@ -16,7 +16,7 @@ from course_signup.adapters import broker, database, migrations
 from course_signup.adapters.cache import InProcessCache
 from course_signup.adapters.ratelimit import RateLimiter
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
-from course_signup.api import errors
+from course_signup.api import docs, errors
 from course_signup.api.middleware import RequestMiddleware
 from course_signup.api.response_cache import CatalogueResponseCache
 from course_signup.api.routes import courses, health, students
@@ -86,9 +86,14 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Course sign-up service: catalogue, seat limits, waitlists and the registrar's API.",
         lifespan=lifespan,
         redirect_slashes=False,
+        # api/docs.py serves these, with the pages' assets from the package instead of a CDN.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     errors.install(app)
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(courses.router)
     app.include_router(students.router)
@@ -98,7 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", "Idempotent-Replayed"],
         )
     app.add_middleware(CatalogueResponseCache)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)

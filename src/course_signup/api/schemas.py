@@ -18,13 +18,18 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
+from course_signup.api.envelope import REASONS
 from course_signup.domain import rules
 from course_signup.domain.errors import InvalidInputError
 from course_signup.domain.models import Course, CourseEvent, Enrollment
 from course_signup.domain.views import DropResult, EnrollmentView, StudentCourseView
 
 T = TypeVar("T")
+
+MAX_LESSONS = 100_000
+MAX_CAPACITY = 10_000_000
 
 
 class Schema(BaseModel):
@@ -55,8 +60,16 @@ def _rfc3339_text(value: Any) -> Any:
 
 
 CourseIdStr = Annotated[StrictStr, StringConstraints(pattern=rules.COURSE_ID_PATTERN), AfterValidator(_course_id)]
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+# The bounds come before the BeforeValidator so that they become JSON Schema's minimum/maximum, also
+# inside `capacity`'s anyOf (after it, pydantic writes them as keywords no client reads).
+Lessons = Annotated[int, Field(ge=0, le=MAX_LESSONS), BeforeValidator(_whole_number)]
+Capacity = Annotated[int, Field(ge=0, le=MAX_CAPACITY), BeforeValidator(_whole_number)]
 Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+WINDOW_RULE = (
+    "When both are set, `registrationClosesAt` must be later than `registrationOpensAt`, else 400 "
+    "(JSON Schema cannot compare two fields)."
+)
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -69,24 +82,29 @@ class SignUpCreate(Schema):
 
 class CourseFields(Schema):
     name: StrictStr = Field(min_length=1, max_length=200)
-    lessons: WholeNumber = Field(0, ge=0, le=100_000)
-    capacity: WholeNumber | None = Field(None, ge=0, le=10_000_000)
-    registration_opens_at: Time | None = None
-    registration_closes_at: Time | None = None
+    lessons: Lessons = 0
+    capacity: Capacity | None = Field(None, description="Seats; null means unlimited.")
+    registration_opens_at: Time | None = Field(None, description="Sign-ups open then; null: already open.")
+    registration_closes_at: Time | None = Field(None, description=f"Sign-ups close then; null: never. {WINDOW_RULE}")
 
 
 class CourseCreate(CourseFields):
+    __doc__ = f"A new course. {WINDOW_RULE}"
+
     course_id: CourseIdStr = Field(examples=["CS201"])
 
 
 class CoursePatch(Schema):
-    """Only the fields present are changed; `capacity: null` means unlimited."""
+    __doc__ = (
+        "Only the fields present are changed; `capacity: null` means unlimited. The window is checked "
+        f"with the stored value of a field left out. {WINDOW_RULE}"
+    )
 
     name: StrictStr = Field(None, min_length=1, max_length=200)  # type: ignore[assignment]
-    lessons: WholeNumber = Field(None, ge=0, le=100_000)  # type: ignore[assignment]
-    capacity: WholeNumber | None = Field(None, ge=0, le=10_000_000)
-    registration_opens_at: Time | None = None
-    registration_closes_at: Time | None = None
+    lessons: Lessons = None  # type: ignore[assignment]
+    capacity: Capacity | None = Field(None, description="Seats; null means unlimited.")
+    registration_opens_at: Time | None = Field(None, description="Sign-ups open then; null: already open.")
+    registration_closes_at: Time | None = Field(None, description=f"Sign-ups close then; null: never. {WINDOW_RULE}")
 
     @field_validator("name", "lessons", mode="before")
     @classmethod
@@ -102,14 +120,23 @@ class CoursePatch(Schema):
 # --- responses (documentation; the presenters below build the same shapes) --------------------
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def absent_unless(description: str) -> Any:
+    """A key the answer leaves out (never sends as null) unless `description` holds."""
+    return Field(None, description=description, json_schema_extra=_no_default)
+
+
 class PageOut(Schema):
-    limit: int
-    next_cursor: str | None
+    limit: int = Field(ge=1, le=1000)
+    next_cursor: str | None = Field(description="The `cursor` of the next page; null on the last page.")
 
 
 class Envelope(Schema, Generic[T]):
-    code: int = 0
-    message: str = "ok"
+    code: Literal[0] = 0
+    message: Literal["ok"] = "ok"
     data: T
 
 
@@ -118,13 +145,28 @@ class PagedEnvelope(Envelope[T], Generic[T]):
 
 
 class ErrorEnvelope(Schema):
-    code: int = Field(examples=[409])
+    """Every error answer: `code` is the HTTP status, `message` its reason phrase, `data` one sentence."""
+
+    code: int = Field(ge=400, le=599, examples=[409])
     message: str = Field(examples=["Status Conflict"])
-    data: str = Field(examples=["Course is full."])
+    data: str = Field(description="One human-readable sentence.", examples=["Course is full."])
 
 
 class HealthOut(Schema):
-    health: str = "Okay"
+    health: Literal["Okay"] = "Okay"
+
+
+class ReadyOut(Schema):
+    """Each configured dependency answered; one that is not configured is left out."""
+
+    database: Literal["ok"]
+    redis: Literal["ok"] | SkipJsonSchema[None] = absent_unless("Present when REDIS_URL is set.")
+    broker: Literal["ok"] | SkipJsonSchema[None] = absent_unless("Present when BROKER_URL is set.")
+
+
+class CourseDeletedOut(Schema):
+    course_id: str
+    status: Literal["deleted"] = "deleted"
 
 
 class CourseOut(Schema):
@@ -144,7 +186,9 @@ class EnrollmentOut(Schema):
     course_id: str
     status: Literal["enrolled", "waitlisted"]
     enrolled_at: datetime
-    position: int | None = Field(None, description="Present when waitlisted; 1 = next in line.")
+    position: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = absent_unless(
+        "Present when waitlisted; 1 = next in line."
+    )
 
 
 class StudentCourseOut(Schema):
@@ -153,7 +197,9 @@ class StudentCourseOut(Schema):
     lessons: int
     status: Literal["enrolled", "waitlisted"]
     enrolled_at: datetime
-    position: int | None = Field(None, description="Present when waitlisted.")
+    position: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = absent_unless(
+        "Present when waitlisted; 1 = next in line."
+    )
 
 
 class ClassmateOut(Schema):
@@ -249,6 +295,69 @@ def event_out(event: CourseEvent) -> dict[str, Any]:
     }
 
 
+# --- OpenAPI entries for error answers -----------------------------------------------------------
+
+_RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+}
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {"required": True, "schema": {"type": "string"}, "example": 'Bearer realm="course-signup"'}
+    },
+    429: {"Retry-After": _RETRY_AFTER},
+    503: {"Retry-After": _RETRY_AFTER},
+}
+_ERRORS: dict[int, tuple[str, str]] = {  # status: (when, a typical sentence)
+    400: (
+        "Not valid: malformed JSON, a wrong type, a missing field, a value out of bounds, a bad id or cursor, "
+        "or a rule the schema cannot express (see the descriptions).",
+        "courseId must be 1-32 characters of A-Z, a-z, 0-9, _ and -.",
+    ),
+    401: ("No bearer token, or one that is malformed, badly signed or expired.", "A bearer token is required."),
+    403: (
+        "The token is another student's, or not an admin's; checked before any lookup.",
+        "You may not act on this resource.",
+    ),
+    404: ("Not found; `data` says what.", "Course not found."),
+    409: ("Conflicts with the current state; `data` says how.", "Course is full."),
+    413: ("The request body is larger than 64 KiB.", "The request body is larger than 64 KiB."),
+    415: ("The request body is not `application/json`.", "The request body must be application/json."),
+    429: (
+        "Too many requests from this caller; try again after `Retry-After` seconds.",
+        "Too many requests; try again later.",
+    ),
+    503: (
+        "The database (or a required Redis or broker) is unreachable, or the connection pool is exhausted; "
+        "nothing is left half done. Try again after `Retry-After` seconds.",
+        "The database is unavailable; try again shortly.",
+    ),
+}
+
+
+IDEMPOTENT_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+
+def error_response(status: int, description: str | None = None, sentence: str | None = None) -> dict[str, Any]:
+    """The OpenAPI entry of one error answer: the envelope, its headers, and an example."""
+    when, typical = _ERRORS[status]
+    example = {"code": status, "message": REASONS[status], "data": sentence or typical}
+    entry: dict[str, Any] = {
+        "model": ErrorEnvelope,
+        "description": description or when,
+        "content": {"application/json": {"example": example}},
+    }
+    if status in _ERROR_HEADERS:
+        entry["headers"] = _ERROR_HEADERS[status]
+    return entry
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error envelopes a route can answer."""
-    return {status: {"model": ErrorEnvelope} for status in (400, *statuses)}
+    """OpenAPI entries for the error answers an operation can give (400 only where it takes input)."""
+    return {status: error_response(status) for status in statuses}

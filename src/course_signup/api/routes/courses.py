@@ -20,6 +20,7 @@ from course_signup.api.deps import (
 from course_signup.api.envelope import envelope_bytes, json_response, ok, page_out
 from course_signup.api.schemas import (
     CourseCreate,
+    CourseDeletedOut,
     CourseOut,
     CoursePatch,
     EnrollmentOut,
@@ -36,14 +37,14 @@ from course_signup.domain.pagination import Page
 from course_signup.services import courses, roster
 
 router = APIRouter(tags=["courses"])
-ADMIN = error_responses(401, 403, 404)
 
 
 @router.get(
     "/courses",
+    operation_id="listCourses",
     dependencies=[AnonymousLimit],
     response_model=PagedEnvelope[list[CourseOut]],
-    responses=error_responses(429),
+    responses=error_responses(400, 429, 503),
 )
 async def list_courses(uow: UowDep, cache: CacheDep, page: PageDep) -> Response:
     """The course catalogue, by course id, paginated."""
@@ -56,9 +57,10 @@ async def list_courses(uow: UowDep, cache: CacheDep, page: PageDep) -> Response:
 
 @router.get(
     "/courses/{courseId}",
+    operation_id="getCourse",
     dependencies=[AnonymousLimit],
     response_model=Envelope[CourseOut],
-    responses=error_responses(404, 429),
+    responses=error_responses(400, 404, 429, 503),
 )
 async def get_course(course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
     """One course with its seats and waitlist counts."""
@@ -71,10 +73,11 @@ async def get_course(course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Res
 
 @router.post(
     "/courses",
+    operation_id="createCourse",
     status_code=201,
     dependencies=[Admin],
     response_model=Envelope[CourseOut],
-    responses=error_responses(401, 403, 409, 413, 415),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 503),
     tags=["admin"],
 )
 async def create_course(body: CourseCreate, uow: UowDep, cache: CacheDep) -> Response:
@@ -86,9 +89,10 @@ async def create_course(body: CourseCreate, uow: UowDep, cache: CacheDep) -> Res
 
 @router.patch(
     "/courses/{courseId}",
+    operation_id="changeCourse",
     dependencies=[Admin],
     response_model=Envelope[CourseOut],
-    responses=error_responses(401, 403, 404, 409, 413, 415),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 503),
     tags=["admin"],
 )
 async def change_course(course_id: PathCourse, body: CoursePatch, uow: UowDep, cache: CacheDep) -> Response:
@@ -99,9 +103,10 @@ async def change_course(course_id: PathCourse, body: CoursePatch, uow: UowDep, c
 
 @router.delete(
     "/courses/{courseId}",
+    operation_id="deleteCourse",
     dependencies=[Admin],
-    response_model=Envelope[dict[str, str]],
-    responses=error_responses(401, 403, 404, 409),
+    response_model=Envelope[CourseDeletedOut],
+    responses=error_responses(400, 401, 403, 404, 409, 503),
     tags=["admin"],
 )
 async def delete_course(
@@ -117,9 +122,10 @@ async def delete_course(
 
 @router.get(
     "/courses/{courseId}/students",
+    operation_id="courseRoster",
     dependencies=[Admin],
     response_model=PagedEnvelope[list[EnrollmentOut]],
-    responses=ADMIN,
+    responses=error_responses(400, 401, 403, 404, 503),
     tags=["admin"],
 )
 async def course_roster(course_id: PathCourse, uow: UowDep, page: RosterPageDep) -> Response:
@@ -130,9 +136,10 @@ async def course_roster(course_id: PathCourse, uow: UowDep, page: RosterPageDep)
 
 @router.get(
     "/courses/{courseId}/events",
+    operation_id="courseEvents",
     dependencies=[Admin],
     response_model=PagedEnvelope[list[EventOut]],
-    responses=error_responses(401, 403),
+    responses=error_responses(400, 401, 403, 503),
     tags=["admin"],
 )
 async def course_events(course_id: PathCourse, uow: UowDep, page: EventPageDep) -> Response:

@@ -9,6 +9,7 @@ from course_signup.api.deps import CacheDep, PageDep, PathCourse, PathStudent, S
 from course_signup.api.envelope import ok
 from course_signup.api.idempotency import IdempotencyDep
 from course_signup.api.schemas import (
+    IDEMPOTENT_REPLAYED,
     ClassmateOut,
     DropOut,
     EnrollmentOut,
@@ -19,6 +20,7 @@ from course_signup.api.schemas import (
     classmate_out,
     drop_out,
     enrollment_out,
+    error_response,
     error_responses,
     student_course_out,
 )
@@ -29,11 +31,24 @@ router = APIRouter(tags=["students"])
 
 @router.post(
     "/students/{studentEmail}/courses",
+    operation_id="signUp",
     dependencies=[WriteLimit],
     response_model=Envelope[EnrollmentOut],
     responses={
-        202: {"model": Envelope[EnrollmentOut], "description": "The course is full: waitlisted, with `position`."},
-        **error_responses(401, 403, 404, 409, 413, 415, 429),
+        200: {"description": "Enrolled.", "headers": IDEMPOTENT_REPLAYED},
+        202: {
+            "model": Envelope[EnrollmentOut],
+            "description": "The course is full: waitlisted, with `position`.",
+            "headers": IDEMPOTENT_REPLAYED,
+        },
+        **error_responses(400, 401, 403, 413, 415, 429, 503),
+        404: {**error_response(404), "headers": IDEMPOTENT_REPLAYED},
+        409: {
+            **error_response(409),
+            "description": "Already enrolled or waitlisted, the course is full (and `waitlist` is not true), "
+            "registration is closed, or the Idempotency-Key was used with another body.",
+            "headers": IDEMPOTENT_REPLAYED,
+        },
     },
 )
 async def sign_up(
@@ -52,8 +67,9 @@ async def sign_up(
 
 @router.get(
     "/students/{studentEmail}/courses",
+    operation_id="myCourses",
     response_model=PagedEnvelope[list[StudentCourseOut]],
-    responses=error_responses(401, 403),
+    responses=error_responses(400, 401, 403, 503),
 )
 async def my_courses(student: PathStudent, uow: UowDep, page: PageDep, status: StatusFilter = None) -> Response:
     """The student's courses, enrolled and waitlisted, by course id; `?status=` filters."""
@@ -63,9 +79,10 @@ async def my_courses(student: PathStudent, uow: UowDep, page: PageDep, status: S
 
 @router.delete(
     "/students/{studentEmail}/courses/{courseId}",
+    operation_id="dropCourse",
     dependencies=[WriteLimit],
     response_model=Envelope[DropOut],
-    responses=error_responses(401, 403, 404, 429),
+    responses=error_responses(400, 401, 403, 404, 429, 503),
 )
 async def drop(student: PathStudent, course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
     """Drop a course or leave its waitlist; a freed seat goes to the first waitlisted student."""
@@ -75,8 +92,9 @@ async def drop(student: PathStudent, course_id: PathCourse, uow: UowDep, cache: 
 
 @router.get(
     "/students/{studentEmail}/courses/{courseId}/classmates",
+    operation_id="classmates",
     response_model=PagedEnvelope[list[ClassmateOut]],
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 503),
 )
 async def classmates(student: PathStudent, course_id: PathCourse, uow: UowDep, page: PageDep) -> Response:
     """The other students enrolled in a course the student is enrolled in, by student id."""
