@@ -21,6 +21,7 @@ from course_signup.api.middleware import RequestMiddleware
 from course_signup.api.response_cache import CatalogueResponseCache
 from course_signup.api.routes import courses, health, students
 from course_signup.services import idempotency
+from course_signup.services.admission import Admissions
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 from course_signup.settings import Settings, get_settings
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise
         app.state.sessions = database.create_sessions(engine)
         app.state.cache = InProcessCache(settings.cache_ttl_seconds)
+        app.state.admissions = Admissions(batching=settings.batch_admission)
         app.state.probes = {"database": lambda: database.ping(engine)}
         redis_client = None
         if settings.redis_url:

@@ -1,9 +1,10 @@
-"""A drop that lands while a sign-up is being decided never leaves the student waitlisted beside a free seat.
+"""A drop landing while a sign-up is decided never leaves the student waitlisted beside a free seat.
 
-Deterministic: the sign-up runs on an engine that pauses before each of its statements in turn (and
-so in every gap between them, a released lock included), and at that pause a drop freeing the course's only seat runs on another engine. Whatever the gap, the
-waiting student must end up enrolled (seated at once, or promoted by the drop in its transaction).
-Runs on PostgreSQL and on the embedded SQLite file.
+Deterministic: the sign-up runs on an engine that pauses before each of its statements in turn
+(so in every gap between them, a released lock included), and at that pause a drop freeing the
+course's only seat runs on another engine. Whatever the gap, the waiting student must end up
+enrolled (seated at once, or promoted by the drop in its transaction). Runs on PostgreSQL and on
+the embedded SQLite file.
 """
 
 from __future__ import annotations

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from course_signup.api.deps import CacheDep, PageDep, PathCourse, PathStudent, StatusFilter, UowDep, WriteLimit
+from course_signup.api.deps import (
+    AdmissionsDep,
+    CacheDep,
+    PageDep,
+    PathCourse,
+    PathStudent,
+    StatusFilter,
+    UowDep,
+    WriteLimit,
+)
 from course_signup.api.envelope import ok
 from course_signup.api.idempotency import IdempotencyDep
 from course_signup.api.schemas import (
@@ -52,13 +61,18 @@ router = APIRouter(tags=["students"])
     },
 )
 async def sign_up(
-    student: PathStudent, body: SignUpCreate, uow: UowDep, cache: CacheDep, idempotency: IdempotencyDep
+    student: PathStudent,
+    body: SignUpCreate,
+    uow: UowDep,
+    cache: CacheDep,
+    admissions: AdmissionsDep,
+    idempotency: IdempotencyDep,
 ) -> Response:
     """Enroll the student in a course, or waitlist them when it is full and they asked to wait."""
 
     async def answer() -> Response:
         view = await enrollments.sign_up(
-            uow, cache, student_id=student, course_id=body.course_id, waitlist=body.waitlist
+            uow, cache, student_id=student, course_id=body.course_id, waitlist=body.waitlist, admissions=admissions
         )
         return ok(enrollment_out(view), status=200 if view.is_enrolled else 202)
 
