@@ -75,6 +75,18 @@ async def test_bad_sign_up_bodies_are_bad_requests(client: httpx.AsyncClient, ad
     assert_error(response, 400)
 
 
+@pytest.mark.parametrize(
+    "moment",
+    ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "2026-11-25T23:59:60Z", "0000-01-01T00:00:00Z"],
+)
+async def test_times_that_cannot_be_stored_in_utc_are_bad_requests(client: httpx.AsyncClient, admin_headers, moment):
+    body = {"courseId": "TIMES1", "name": "Times", "registrationClosesAt": moment}
+    assert_error(await client.post("/courses", json=body, headers=admin_headers), 400)
+    course = await new_course(client, admin_headers)
+    changed = await client.patch(f"/courses/{course}", json={"registrationOpensAt": moment}, headers=admin_headers)
+    assert_error(changed, 400)
+
+
 async def test_unknown_fields_are_ignored(client: httpx.AsyncClient, admin_headers, auth):
     course = await new_course(client, admin_headers)
     student = email()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -59,17 +59,29 @@ def _rfc3339_text(value: Any) -> Any:
     return value
 
 
+def _representable_in_utc(value: datetime) -> datetime:
+    """A time whose UTC date falls outside years 1-9999 cannot be converted, compared or stored."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall within the years 0001-9999 in UTC") from None
+    return value
+
+
 CourseIdStr = Annotated[StrictStr, StringConstraints(pattern=rules.COURSE_ID_PATTERN), AfterValidator(_course_id)]
 # The bounds come before the BeforeValidator so that they become JSON Schema's minimum/maximum, also
 # inside `capacity`'s anyOf (after it, pydantic writes them as keywords no client reads).
 Lessons = Annotated[int, Field(ge=0, le=MAX_LESSONS), BeforeValidator(_whole_number)]
 Capacity = Annotated[int, Field(ge=0, le=MAX_CAPACITY), BeforeValidator(_whole_number)]
-Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_representable_in_utc)]
 
 WINDOW_RULE = (
     "When both are set, `registrationClosesAt` must be later than `registrationOpensAt`, else 400 "
     "(JSON Schema cannot compare two fields)."
 )
+TIME_RULE = "An RFC 3339 time within the years 0001-9999 once in UTC; a leap second (:60) is a 400."
+OPENS_HELP = f"Sign-ups open then; null: already open. {TIME_RULE}"
+CLOSES_HELP = f"Sign-ups close then; null: never. {TIME_RULE} {WINDOW_RULE}"
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -84,8 +96,8 @@ class CourseFields(Schema):
     name: StrictStr = Field(min_length=1, max_length=200)
     lessons: Lessons = 0
     capacity: Capacity | None = Field(None, description="Seats; null means unlimited.")
-    registration_opens_at: Time | None = Field(None, description="Sign-ups open then; null: already open.")
-    registration_closes_at: Time | None = Field(None, description=f"Sign-ups close then; null: never. {WINDOW_RULE}")
+    registration_opens_at: Time | None = Field(None, description=OPENS_HELP)
+    registration_closes_at: Time | None = Field(None, description=CLOSES_HELP)
 
 
 class CourseCreate(CourseFields):
@@ -103,8 +115,8 @@ class CoursePatch(Schema):
     name: StrictStr = Field(None, min_length=1, max_length=200)  # type: ignore[assignment]
     lessons: Lessons = None  # type: ignore[assignment]
     capacity: Capacity | None = Field(None, description="Seats; null means unlimited.")
-    registration_opens_at: Time | None = Field(None, description="Sign-ups open then; null: already open.")
-    registration_closes_at: Time | None = Field(None, description=f"Sign-ups close then; null: never. {WINDOW_RULE}")
+    registration_opens_at: Time | None = Field(None, description=OPENS_HELP)
+    registration_closes_at: Time | None = Field(None, description=CLOSES_HELP)
 
     @field_validator("name", "lessons", mode="before")
     @classmethod
