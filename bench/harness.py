@@ -147,6 +147,18 @@ def background_load(seconds: float = 2.0) -> float:
     return (_system_busy() - start) / (time.monotonic() - began)
 
 
+def wait_idle(pid: int, limit: float = 0.15, max_wait: float = 15.0) -> float:
+    """Wait (up to max_wait seconds) until a server's process tree uses under `limit` cores: requests
+    still queued from the previous run (answered after its clock stopped) are done. Returns the wait."""
+    began = time.monotonic()
+    while time.monotonic() - began < max_wait:
+        before, start = _tree_cpu(_proc_table(), pid), time.monotonic()
+        time.sleep(0.25)
+        if (_tree_cpu(_proc_table(), pid) - before) / (time.monotonic() - start) < limit:
+            break
+    return time.monotonic() - began
+
+
 def wait_quiet(limit: float, max_wait: float) -> float:
     """Wait (up to max_wait seconds) until the background load is under `limit` cores; return it."""
     deadline = time.monotonic() + max_wait
@@ -210,9 +222,14 @@ class Server:
 
 
 def hello_command(port: int, workers: int) -> list[str]:
-    """bench/hello.py under uvicorn with what `course-signup serve` passes it (uvloop, httptools, no access log)."""
+    """bench/hello.py under uvicorn with what `course-signup serve` passes it."""
+    return asgi_command("hello:app", port, workers)
+
+
+def asgi_command(app: str, port: int, workers: int) -> list[str]:
+    """An ASGI app of bench/ under uvicorn with what `course-signup serve` passes it (uvloop, httptools, no logs)."""
     return [
-        sys.executable, "-m", "uvicorn", "hello:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", app, "--app-dir", str(BENCH), "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
         "--no-server-header", "--proxy-headers",
     ]  # fmt: skip

@@ -11,6 +11,9 @@ SERIES = [
     ("my-courses", "GET my-courses", "tab:green", "-", "s"),
     ("sign-up spread", "POST sign-up, spread", "tab:orange", "-", "^"),
     ("sign-up hot", "POST sign-up, hot course", "tab:red", "-", "v"),
+    ("sign-up hot unbatched", "POST sign-up, hot, batching off", "tab:purple", "-", "v"),
+    ("floor my-courses", "floor app: my-courses", "tab:green", "--", "s"),
+    ("floor sign-up hot", "floor app: sign-up, hot", "tab:red", "--", "v"),
     ("pgbench spread", "pgbench sign-up SQL, spread", "tab:orange", ":", "^"),
     ("pgbench hot", "pgbench sign-up SQL, hot", "tab:red", ":", "v"),
 ]

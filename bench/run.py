@@ -1,18 +1,21 @@
-"""course-signup benchmark: the service on PostgreSQL against its two floors, in one run.
+"""course-signup benchmark: the service on PostgreSQL against its floors, in one run.
 
     python bench/run.py [--quick] [--workers N] [--duration S] [--concurrency 1,16,64,...]
 
 What it does (see bench/README.md for what each figure means):
   1. creates a throwaway database, runs `course-signup migrate`, starts `course-signup serve`
-     (N workers, JWT auth on, log level warning), creates a hot course and spread courses
-     through the admin API, and gives 1000 students five enrollments each (for my-courses);
-  2. pgbench floor: bench/signup.sql (the service's sign-up SQL, exactly as it sends it)
+     (N workers, JWT auth on, log level warning), creates a hot course, spread courses and the
+     rush courses through the admin API, and gives 1000 students three enrollments each;
+  2. pgbench floor: the service's sign-up statement (compiled from its repositories module)
      on the hot course and on the spread courses at 1, 4, 16 and 64 clients;
   3. hello floor: bench/hello.py under the same uvicorn and worker count;
   4. the service: GET /courses, GET /students/{s}/courses (my-courses) and sign-ups (spread)
-     at every concurrency, sign-ups to the hot course at 1, 16 and 64 clients, then the
-     overload runs at 4x the saturating concurrency;
-  5. prints one table, saves bench/results/<timestamp>.json and latest.json, draws latest.png,
+     at every concurrency, sign-ups to the hot course at 1, 16 and 64 clients, the overload
+     runs at 4x the saturating concurrency, and the rush (2000 students, 50 and 500 seats);
+  5. the service again with COURSE_SIGNUP_BATCH_ADMISSION=false: the hot course and the rush;
+  6. the floor app (bench/floor_app.py: raw ASGI + asyncpg, the service's SQL): the hot course,
+     my-courses and the rush;
+  7. prints one table, saves bench/results/<timestamp>.json and latest.json, draws latest.png,
      stops everything it started and drops the database.
 Every sign-up is a distinct student with its own token, so every request is a real enrollment
 answered 200; any other answer, and any request without an answer, is counted as an error.
@@ -36,23 +39,23 @@ from scenarios import Scenarios
 from stack import Stack, log
 from workload import MY_COURSES_EACH, MY_STUDENTS, Workload
 
-BENCH = harness.BENCH
-
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="shorter runs and fewer points (about 1.5 min)")
-    parser.add_argument("--workers", type=int, default=2, help="service and hello worker processes (default 2)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs and fewer points (about 2.5 min)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="service, hello and floor app worker processes (default 2)"
+    )
     parser.add_argument("--duration", type=int, help="seconds per HTTP measurement (default 8, quick 2)")
     parser.add_argument("--pgbench-duration", type=int, help="seconds per pgbench run (default 5, quick 2)")
     parser.add_argument("--concurrency", help="client counts (default 1,4,16,64,256; quick 1,16,64,256)")
     parser.add_argument("--spread-courses", type=int, default=200)
     parser.add_argument(
-        "--pgbench-sql", type=Path, default=BENCH / "signup.sql", help="the floor's pgbench script (see README)"
+        "--pgbench-sql", type=Path, help="a pgbench script instead of the service's sign-up statement (see README)"
     )
     parser.add_argument("--loadgen", choices=["wrk", "asyncio"], default="wrk", help="(see bench/README.md)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (capped at the client count)")
-    parser.add_argument("--port", type=int, default=18080, help="the service's port; hello uses port+1")
+    parser.add_argument("--port", type=int, default=18080, help="the service's port; hello port+1, floor app port+2")
     parser.add_argument("--database", default="course_signup_bench", help="dropped and re-created")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="USER@HOST:PORT of the PostgreSQL server")
     parser.add_argument("--src", type=Path, help="run the service from this source tree (default: installed)")
@@ -88,9 +91,12 @@ def measure(stack: Stack, results: dict[str, Any]) -> None:
 
     workload = Workload(stack)
     results["postgres"] = stack.create_database()
+    results["pool_connections_per_worker"] = stack.pool_per_worker()
+    log(f"PostgreSQL accepts {stack.free_connections()} more connections; the service may open "
+        f"{a.workers * results['pool_connections_per_worker']}")  # fmt: skip
     stack.migrate()
     stack.start_service()
-    workload.create_courses()
+    workload.create_courses(rush_targets=["service", "unbatched", "floor"])
     workload.seed_my_courses()
     log(f"database {a.database}: 1 hot + {len(workload.spread_ids)} spread courses, "
         f"{MY_STUDENTS} students x {MY_COURSES_EACH} enrollments")  # fmt: skip
@@ -101,8 +107,10 @@ def measure(stack: Stack, results: dict[str, Any]) -> None:
     scenarios.hello_floor(files)
     rates = scenarios.sweep(files)
     scenarios.overload(files, rates)
+    scenarios.rush("service", a.port, stack.service)
+    scenarios.unbatched()  # restarts the service with COURSE_SIGNUP_BATCH_ADMISSION=false, then stops it
+    scenarios.floor_app(files)
     results["integrity"] = scenarios.integrity()
-    stack.stop("service")
     stack.drop_database()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 

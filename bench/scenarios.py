@@ -1,4 +1,4 @@
-"""The HTTP scenarios: the hello floor, the service's sweep, the overload runs and the integrity check."""
+"""The HTTP scenarios: the hello floor, the service's sweep, overload, batching off, the floor app, integrity."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import harness
+import rush
 from stack import Stack, log
 from workload import Workload
 
 RUSH_CLIENTS = (1, 16, 64)
+FLOOR_CLIENTS = (16, 64)  # where the floor app and the service without batching are measured (quick: 64)
 OVERLOAD_FACTOR = 4
 OVERLOAD_MAX_CLIENTS = 1024
 
@@ -33,11 +35,13 @@ class Scenarios:
         meter = harness.CpuMeter(server_pid=server.pid if server else None, pg_pid=self.stack.pg_pid,
                                  database=self.args.database)  # fmt: skip
         time.sleep(0.3)  # let the previous run's connections close
+        drained = harness.wait_idle(server.pid) if server else 0.0
+        others = self.stack.others_connections()  # what other sessions on the shared server hold
         run = harness.run_load(
             tool=self.args.loadgen, port=port, lines_file=lines, expected=200, mode=mode, clients=clients,
             duration=duration, threads=self.args.wrk_threads, meter=meter,
         )  # fmt: skip
-        run.update(scenario=scenario, kind=kind)
+        run.update(scenario=scenario, kind=kind, pg_others_connections=others, drained_s=round(drained, 2))
         if mode == "once":
             self.signups_counted += run["ok"]
             self.in_flight_bound += clients
@@ -51,13 +55,19 @@ class Scenarios:
             )
         return run
 
-    def signup_run(self, case: str, clients: int, duration: int, rate: float, record: bool = True) -> dict[str, Any]:
+    def signup_run(
+        self, case: str, clients: int, duration: int, rate: float, record: bool = True, *,
+        scenario: str | None = None, port: int | None = None, server: harness.Server | None = None,
+        kind: str = "write",
+    ) -> dict[str, Any]:  # fmt: skip
+        """`clients` sign-ups at a time, each by a new student; by default to the service."""
         count = int(rate * duration * 2 + 50 * clients + 500)
         lines = self.workload.signup_lines(case, count)
         self.stack.checkpoint()
         return self.http_run(
-            f"sign-up {case}", port=self.args.port, lines=lines, clients=clients, duration=duration, mode="once",
-            server=self.stack.service, record=record, kind="write",
+            scenario or f"sign-up {case}", port=port or self.args.port, lines=lines, clients=clients,
+            duration=duration, mode="once", server=server or self.stack.service, record=record,
+            kind=kind,
         )  # fmt: skip
 
     def hello_floor(self, files: dict[str, Path]) -> None:
@@ -125,6 +135,46 @@ class Scenarios:
                 },
             })  # fmt: skip
         self.results["overload"] = out
+
+    @property
+    def floor_clients(self) -> tuple[int, ...]:
+        return (64,) if self.args.quick else FLOOR_CLIENTS
+
+    def rush(self, target: str, port: int, server: harness.Server | None) -> None:
+        """The rush (bench/rush.py) against one server, on its own 50- and 500-seat courses."""
+        assert server is not None
+        self.results.setdefault("rush", []).extend(rush.run(self.stack, self.workload, target, port, server))
+
+    def unbatched(self) -> None:
+        """The service again with COURSE_SIGNUP_BATCH_ADMISSION=false: the hot course, then the rush."""
+        a = self.args
+        self.stack.stop("service")
+        self.stack.start_service(batch_admission="false")
+        rate = self.signup_run("hot", 64, 1 if a.quick else 2, rate=3000, record=False)["rps"]  # warm-up
+        for clients in self.floor_clients:
+            run = self.signup_run("hot", clients, a.duration, rate, scenario="sign-up hot unbatched", kind="compare")
+            rate = max(rate, run["rps"])
+        self.rush("unbatched", a.port, self.stack.service)
+        self.stack.stop("service")
+
+    def floor_app(self, files: dict[str, Path]) -> None:
+        """The raw floor app (bench/floor_app.py): hot-course sign-ups and my-courses, then the rush."""
+        a = self.args
+        port = a.port + 2
+        self.stack.start_floor()
+        floor = self.stack.floor
+        self.http_run("floor my-courses", port=port, lines=files["my-courses"], clients=16, duration=1,
+                      server=floor, record=False)  # fmt: skip
+        rate = self.signup_run("hot", 64, 1 if a.quick else 2, rate=3000, record=False, scenario="floor sign-up hot",
+                               port=port, server=floor, kind="floor")["rps"]  # fmt: skip
+        for clients in self.floor_clients:
+            run = self.signup_run("hot", clients, a.duration, rate, scenario="floor sign-up hot", port=port,
+                                  server=floor, kind="floor")  # fmt: skip
+            rate = max(rate, run["rps"])
+            self.http_run("floor my-courses", port=port, lines=files["my-courses"], clients=clients,
+                          duration=a.duration, server=floor, kind="floor")  # fmt: skip
+        self.rush("floor", port, floor)
+        self.stack.stop("floor")
 
     def integrity(self) -> dict[str, Any]:
         """Every 200 counted is an enrollment row (rows may exceed it by requests in flight at a run's end)."""

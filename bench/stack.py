@@ -1,4 +1,4 @@
-"""What one bench run starts and stops: a scratch directory, the database, the service and the hello app."""
+"""What one bench run starts and stops: a scratch directory, the database, the service, the hello and floor apps."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def log(message: str) -> None:
 
 
 class Stack:
-    """The throwaway database and the two servers, with the JWT secret the service is started with."""
+    """The throwaway database and the servers, with the JWT secret the service (and the floor app) start with."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -28,6 +28,7 @@ class Stack:
         self.secret = secrets.token_urlsafe(48)
         self.service: harness.Server | None = None
         self.hello: harness.Server | None = None
+        self.floor: harness.Server | None = None
         self.database_created = False
         self.pg_pid = harness.postmaster_pid()
         log(f"scratch directory {self.tmp}")
@@ -70,6 +71,7 @@ class Stack:
                 key: self.psql(f"SHOW {key}")
                 for key in ("max_connections", "shared_buffers", "synchronous_commit", "fsync")
             },
+            "reserved": self.psql("SHOW superuser_reserved_connections"),
         }
 
     def drop_database(self) -> None:
@@ -77,13 +79,28 @@ class Stack:
             self.psql(f'DROP DATABASE IF EXISTS "{self.args.database}" WITH (FORCE)', database="postgres")
             self.database_created = False
 
+    def free_connections(self) -> int:
+        """Connections the shared server would still accept now (others' sessions count against it too)."""
+        return int(self.psql(
+            "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+            " - count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        ))  # fmt: skip
+
+    def others_connections(self) -> int:
+        """Client connections other databases hold on the shared server (they count against max_connections)."""
+        return int(self.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            f" AND datname IS DISTINCT FROM '{self.args.database}'"
+        ))  # fmt: skip
+
     def checkpoint(self) -> None:
         """Start every write run from the same place: no checkpoint of an earlier run's WAL midway."""
         self.psql("CHECKPOINT")
 
-    # --- the service and the hello app --------------------------------------------------------------
+    # --- the service, the hello app and the floor app ----------------------------------------------
 
-    def service_env(self) -> dict[str, str]:
+    def service_env(self, **settings: str) -> dict[str, str]:
+        """The service's environment; `settings` (e.g. batch_admission="false") override the run's."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_SIGNUP_")}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env.update(
@@ -99,9 +116,18 @@ class Stack:
         for item in self.args.service_env:
             key, _, value = item.partition("=")
             env[key if key.startswith("COURSE_SIGNUP_") else f"COURSE_SIGNUP_{key}"] = value
+        env.update({f"COURSE_SIGNUP_{key.upper()}": value for key, value in settings.items()})
         if self.args.src:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.args.src.resolve()), env.get("PYTHONPATH")]))
         return env
+
+    def pool_per_worker(self) -> int:
+        """Database connections one service worker may open: DB_POOL_SIZE + DB_MAX_OVERFLOW."""
+        from course_signup.settings import Settings
+
+        env, fields = self.service_env(), Settings.model_fields
+        size = env.get("COURSE_SIGNUP_DB_POOL_SIZE", fields["db_pool_size"].default)
+        return int(size) + int(env.get("COURSE_SIGNUP_DB_MAX_OVERFLOW", fields["db_max_overflow"].default))
 
     def cli(self) -> list[str]:
         script = Path(sys.executable).parent / "course-signup"
@@ -112,18 +138,28 @@ class Stack:
         if completed.returncode != 0:
             raise RuntimeError(f"course-signup migrate failed:\n{completed.stdout}\n{completed.stderr}")
 
-    def start_service(self) -> None:
+    def start_service(self, **settings: str) -> None:
         self.service = harness.Server(
-            "course-signup", [*self.cli(), "serve"], self.service_env(), self.tmp / "service.log"
+            "course-signup", [*self.cli(), "serve"], self.service_env(**settings), self.tmp / "service.log"
         )
         self.service.wait_ready(self.args.port, "/ready")
-        log(f"service up: {self.args.workers} worker(s) on port {self.args.port}")
+        shown = "".join(f", {key}={value}" for key, value in settings.items())
+        log(f"service up: {self.args.workers} worker(s) on port {self.args.port}{shown}")
 
     def start_hello(self) -> None:
         port = self.args.port + 1
         self.hello = harness.Server("hello", harness.hello_command(port, self.args.workers), dict(os.environ),
                                     self.tmp / "hello.log")  # fmt: skip
         self.hello.wait_ready(port, "/")
+
+    def start_floor(self) -> None:
+        """bench/floor_app.py under the service's uvicorn options and worker count, with the service's settings."""
+        port = self.args.port + 2
+        command = harness.asgi_command("floor_app:app", port, self.args.workers)
+        # service_env(): the same database, secret and pool settings, and the service's --src if any.
+        self.floor = harness.Server("floor", command, self.service_env(), self.tmp / "floor.log")
+        self.floor.wait_ready(port, "/ready")
+        log(f"floor app up: {self.args.workers} worker(s) on port {port}")
 
     def stop(self, name: str) -> None:
         server = getattr(self, name)
@@ -132,7 +168,7 @@ class Stack:
             setattr(self, name, None)
 
     def cleanup(self) -> None:
-        for name in ("hello", "service"):
+        for name in ("hello", "floor", "service"):
             try:
                 self.stop(name)
             except Exception as exc:  # keep cleaning up
