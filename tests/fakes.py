@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, NamedTuple, Self, TypeVar
 
 from course_signup.domain.admission import Admission, AdmissionRequest, decide, status_of
@@ -106,6 +108,9 @@ class FakeCourseRepository:
         if course is None:
             raise CourseNotFoundError()
         return _clone(course)
+
+    async def exists(self, course_id: str) -> bool:
+        return course_id in self.tx.read().courses
 
     async def list(self, page: PageRequest) -> Sequence[Course]:
         rows = self.tx.read().courses
@@ -378,6 +383,16 @@ class FakeUnitOfWork:
 
     async def single_statements(self) -> None:
         """Nothing to switch: the fake's statements are atomic, and commit() still publishes them."""
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[SimpleNamespace]:
+        """Repositories over the committed tables; like the real one, nothing here is ever committed."""
+        tx = FakeTransaction(self.tables)
+        yield SimpleNamespace(
+            courses=FakeCourseRepository(tx),
+            enrollments=FakeEnrollmentRepository(tx),
+            events=FakeEventRepository(tx, request_id=self.request_id),
+        )
 
     async def commit(self) -> None:
         self._tx.commit()

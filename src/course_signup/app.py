@@ -17,6 +17,7 @@ from course_signup.adapters.cache import InProcessCache
 from course_signup.adapters.ratelimit import RateLimiter
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
 from course_signup.api import docs, errors
+from course_signup.api.hot_paths import HotPaths
 from course_signup.api.middleware import RequestMiddleware
 from course_signup.api.response_cache import CatalogueResponseCache
 from course_signup.api.routes import courses, health, students
@@ -99,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(courses.router)
     app.include_router(students.router)
+    # Innermost: sign-up and my-courses skip FastAPI's routing, inside CORS and the request middleware.
+    app.add_middleware(HotPaths)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

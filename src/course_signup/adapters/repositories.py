@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Row,
     String,
     and_,
     bindparam,
@@ -28,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from course_signup.domain.admission import Admission, AdmissionRequest, Verdict, decide, status_of
@@ -44,12 +45,17 @@ from course_signup.domain.models import (
 )
 from course_signup.domain.pagination import PageRequest
 
+# Repositories run on a session (a unit of work) or, for a use case that only reads, directly on a
+# pooled connection (UnitOfWork.reading): the read methods below use Core statements that both run.
+Executor = AsyncSession | AsyncConnection
 
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+
+def _is_postgres(session: Executor) -> bool:
+    bind = session if isinstance(session, AsyncConnection) else session.get_bind()
+    return bind.dialect.name == "postgresql"
 
 
-def _upsert(session: AsyncSession) -> Any:
+def _upsert(session: Executor) -> Any:
     """The dialect's INSERT that knows ON CONFLICT (PostgreSQL and SQLite both do)."""
     return pg_insert if _is_postgres(session) else sqlite_insert
 
@@ -59,7 +65,7 @@ def _is_unique_violation(exc: IntegrityError, constraint: str) -> bool:
 
 
 class CourseRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     async def get(self, course_id: str, *, for_update: bool = False) -> Course:
@@ -72,6 +78,10 @@ class CourseRepository:
         if course is None:
             raise CourseNotFoundError()
         return course
+
+    async def exists(self, course_id: str) -> bool:
+        query = select(literal(1)).where(Course.course_id == course_id)
+        return (await self.session.execute(query)).first() is not None
 
     async def list(self, page: PageRequest) -> Sequence[Course]:
         query = select(Course).order_by(Course.course_id).limit(page.limit + 1)
@@ -120,6 +130,15 @@ class CourseRepository:
 
     async def remove(self, course_id: str) -> None:
         await self.session.execute(delete(Course).where(Course.course_id == course_id))
+
+
+_ENROLLMENT_COLUMNS = (
+    Enrollment.student_id,
+    Enrollment.course_id,
+    Enrollment.status,
+    Enrollment.waitlist_seq,
+    Enrollment.created_at,
+)
 
 
 @functools.cache
@@ -298,7 +317,7 @@ def _verdict(row: Any, at: datetime) -> Admission:
 
 
 class EnrollmentRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     async def admit(
@@ -404,12 +423,12 @@ class EnrollmentRepository:
         )
         return result.first() is not None
 
-    async def get(self, *, student_id: str, course_id: str) -> Enrollment | None:
-        return (
-            await self.session.execute(
-                select(Enrollment).where(Enrollment.course_id == course_id, Enrollment.student_id == student_id)
-            )
-        ).scalar_one_or_none()
+    async def get(self, *, student_id: str, course_id: str) -> Row[Any] | None:
+        """The student's row in the course (enrolled or waitlisted), if any."""
+        query = select(*_ENROLLMENT_COLUMNS).where(
+            Enrollment.course_id == course_id, Enrollment.student_id == student_id
+        )
+        return (await self.session.execute(query)).first()
 
     async def remove(self, *, student_id: str, course_id: str) -> Enrollment | None:
         """Delete and return the student's enrollment or waitlist entry, if any."""
@@ -483,14 +502,16 @@ class EnrollmentRepository:
             params["p_status"] = status
         if page.after is not None:
             params["p_after"] = page.after[0]
-        connection = await self.session.connection()
-        return (await connection.execute(statement, params)).all()
+        executor = self.session
+        if isinstance(executor, AsyncSession):  # Core on the session's connection: no ORM bookkeeping
+            executor = await executor.connection()
+        return (await executor.execute(statement, params)).all()
 
     async def list_enrolled(
         self, course_id: str, *, page: PageRequest, excluding: str | None = None
-    ) -> Sequence[Enrollment]:
+    ) -> Sequence[Row[Any]]:
         query = (
-            select(Enrollment)
+            select(*_ENROLLMENT_COLUMNS)
             .where(Enrollment.course_id == course_id, Enrollment.status == STATUS_ENROLLED)
             .order_by(Enrollment.student_id)
             .limit(page.limit + 1)
@@ -499,24 +520,22 @@ class EnrollmentRepository:
             query = query.where(Enrollment.student_id != excluding)
         if page.after is not None:
             query = query.where(Enrollment.student_id > page.after[-1])
-        return (await self.session.execute(query)).scalars().all()
+        return (await self.session.execute(query)).all()
 
-    async def list_waitlisted(
-        self, course_id: str, *, limit: int, after_seq: int | None = None
-    ) -> Sequence[Enrollment]:
+    async def list_waitlisted(self, course_id: str, *, limit: int, after_seq: int | None = None) -> Sequence[Row[Any]]:
         query = (
-            select(Enrollment)
+            select(*_ENROLLMENT_COLUMNS)
             .where(Enrollment.course_id == course_id, Enrollment.status == STATUS_WAITLISTED)
             .order_by(Enrollment.waitlist_seq)
             .limit(limit)
         )
         if after_seq is not None:
             query = query.where(Enrollment.waitlist_seq > after_seq)
-        return (await self.session.execute(query)).scalars().all()
+        return (await self.session.execute(query)).all()
 
 
 class EventRepository:
-    def __init__(self, session: AsyncSession, *, request_id: str | None) -> None:
+    def __init__(self, session: Executor, *, request_id: str | None) -> None:
         self.session = session
         self.request_id = request_id
 
@@ -532,16 +551,16 @@ class EventRepository:
             ],
         )
 
-    async def list(self, course_id: str, page: PageRequest) -> Sequence[CourseEvent]:
+    async def list(self, course_id: str, page: PageRequest) -> Sequence[Row[Any]]:
         query = (
-            select(CourseEvent)
+            select(*CourseEvent.__table__.columns)
             .where(CourseEvent.course_id == course_id)
             .order_by(CourseEvent.event_id)
             .limit(page.limit + 1)
         )
         if page.after is not None:
             query = query.where(CourseEvent.event_id > page.after[0])
-        return (await self.session.execute(query)).scalars().all()
+        return (await self.session.execute(query)).all()
 
 
 class IdempotencyRepository:

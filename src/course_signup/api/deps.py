@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from course_signup.adapters.cache import Cache
 from course_signup.adapters.tokens import Principal
@@ -36,14 +37,25 @@ async def get_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal | None:
     """The verified caller; None when AUTH_MODE=none. Runs before any lookup."""
+    return await verify_bearer(request, None if credentials is None else credentials.credentials)
+
+
+async def verify_bearer(request: Request, token: str | None) -> Principal | None:
+    """The principal of a bearer token (401 if missing or not valid); None when AUTH_MODE=none."""
     tokens = request.app.state.tokens
     if tokens is None:
         return None
-    if credentials is None or not credentials.credentials.strip():
+    if token is None or not token.strip():
         raise UnauthenticatedError("A bearer token is required.")
-    principal = await tokens.verify(credentials.credentials.strip())
+    principal = await tokens.verify(token.strip())
     request.state.subject = principal.student_id
     return principal
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, read as HTTPBearer reads it."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if authorization and scheme.lower() == "bearer" else None
 
 
 PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
@@ -63,6 +75,11 @@ async def path_student(
     ],
 ) -> str:
     """The path's student, normalised; the token must be that student's or an admin's (else 403)."""
+    return authorize_student(principal, student_email)
+
+
+def authorize_student(principal: Principal | None, student_email: str) -> str:
+    """Normalise the path's e-mail (400) and check the token may act for that student (403)."""
     student_id = rules.normalize_email(student_email)
     if principal is not None and not principal.is_admin and principal.student_id != student_id:
         raise ForbiddenError()
@@ -71,6 +88,11 @@ async def path_student(
 
 async def limit_writes(request: Request, principal: PrincipalDep) -> None:
     """Per token subject (or client address when auth is off) on sign-up and drop."""
+    await check_write_limit(request, principal)
+
+
+async def check_write_limit(request: Request, principal: Principal | None) -> None:
+    """429 when the caller has used up its writes (rate limits on)."""
     limiter = request.app.state.rate_limiter
     if limiter is not None:
         identity = principal.student_id if principal is not None else _client(request)

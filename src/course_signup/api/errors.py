@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -105,10 +106,24 @@ def describe_validation_error(exc: RequestValidationError) -> str:
     return f"{where or 'request'}: {reason}." if not reason.endswith(".") else f"{where or 'request'}: {reason}"
 
 
+HANDLERS: tuple[tuple[type[Exception], Callable[[Request, Exception], Awaitable[Response]]], ...] = (
+    (e.DomainError, domain_error_handler),
+    (RequestValidationError, validation_error_handler),
+    (HTTPException, http_error_handler),
+    (DBAPIError, database_error_handler),
+    (PoolTimeoutError, database_error_handler),
+    (OSError, database_error_handler),
+)
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(e.DomainError, domain_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(HTTPException, http_error_handler)
-    app.add_exception_handler(DBAPIError, database_error_handler)
-    app.add_exception_handler(PoolTimeoutError, database_error_handler)
-    app.add_exception_handler(OSError, database_error_handler)
+    for kind, handler in HANDLERS:
+        app.add_exception_handler(kind, handler)
+
+
+async def answer_for(request: Request, exc: Exception) -> Response | None:
+    """The envelope the app's handlers give for `exc` (for answers made outside FastAPI); None if unexpected."""
+    for kind, handler in HANDLERS:
+        if isinstance(exc, kind):
+            return await handler(request, exc)
+    return None

@@ -86,9 +86,8 @@ async def list_my_courses(
     uow: UnitOfWork, *, student_id: str, status: str | None, page: PageRequest
 ) -> Page[StudentCourseView]:
     """The student's courses (enrolled and waitlisted), by course id."""
-    async with uow:
-        await uow.single_statements()  # one read: no BEGIN/ROLLBACK round trips around it
-        rows = await uow.enrollments.list_for_student(student_id, status=status, page=page)
+    async with uow.reading() as reads:
+        rows = await reads.enrollments.list_for_student(student_id, status=status, page=page)
     views = [
         StudentCourseView(
             course_id=row.course_id,
