@@ -160,9 +160,10 @@ async def test_ready_and_delete_answer_typed_models(schema):
     deleted = resolve(schema, json_schema_of(schema, ops["deleteCourse"], "200")["properties"]["data"])
     assert set(deleted["properties"]) == {"courseId", "status"}
     assert deleted["properties"]["status"]["const"] == "deleted"
-    assert "courseId" in deleted["required"]
+    assert set(deleted["required"]) == {"courseId", "status"}
     success = json_schema_of(schema, ops["deleteCourse"], "200")
     assert (success["properties"]["code"]["const"], success["properties"]["message"]["const"]) == (0, "ok")
+    assert set(success["required"]) == {"code", "message", "data"}
 
 
 async def test_typed_answers_match_what_the_service_sends(client: httpx.AsyncClient, admin_headers):

@@ -146,9 +146,10 @@ class PageOut(Schema):
     next_cursor: str | None = Field(description="The `cursor` of the next page; null on the last page.")
 
 
+# Response models document what the presenters below send; a key that is always sent is required.
 class Envelope(Schema, Generic[T]):
-    code: Literal[0] = 0
-    message: Literal["ok"] = "ok"
+    code: Literal[0]
+    message: Literal["ok"]
     data: T
 
 
@@ -165,7 +166,7 @@ class ErrorEnvelope(Schema):
 
 
 class HealthOut(Schema):
-    health: Literal["Okay"] = "Okay"
+    health: Literal["Okay"]
 
 
 class ReadyOut(Schema):
@@ -178,7 +179,7 @@ class ReadyOut(Schema):
 
 class CourseDeletedOut(Schema):
     course_id: str
-    status: Literal["deleted"] = "deleted"
+    status: Literal["deleted"]
 
 
 class CourseOut(Schema):
@@ -222,7 +223,7 @@ class ClassmateOut(Schema):
 class DropOut(Schema):
     student_id: str
     course_id: str
-    status: Literal["dropped"] = "dropped"
+    status: Literal["dropped"]
     promoted: str | None
 
 
