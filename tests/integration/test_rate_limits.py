@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio
 
 from course_signup.adapters import migrations
+from course_signup.api.routes import courses as courses_routes
 from course_signup.settings import Settings
 from tests.api.helpers import assert_error
 from tests.conftest import IN_CI, JWT_SECRET, running_app
@@ -91,3 +92,22 @@ async def test_limits_are_shared_through_redis(tmp_path: Path, tokens, redis_url
         assert statuses[1::2] == [404, 404, 404, 429]
         ready = (await one.get("/ready")).json()["data"]
         assert ready == {"database": "ok", "redis": "ok"}
+
+
+async def test_with_rate_limits_on_the_catalogue_is_counted_once_and_still_served_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    served_by_route = 0
+    original = courses_routes.courses.list_courses
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal served_by_route
+        served_by_route += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(courses_routes.courses, "list_courses", counting)
+    settings = await _settings(tmp_path, cache_ttl_seconds=1.0)
+    async with running_app(settings) as client:
+        statuses = [(await client.get("/courses?limit=3")).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]  # each request counted once, cached or not
+    assert served_by_route == 1  # the other four 200s came from the response cache

@@ -103,8 +103,14 @@ async def check_write_limit(request: Request, principal: Principal | None) -> No
 
 async def limit_anonymous(request: Request) -> None:
     """Per client address on the public catalogue."""
+    await check_anonymous_limit(request)
+
+
+async def check_anonymous_limit(request: Request) -> None:
+    """429 when the client address has used up its public reads; each request is counted once."""
     limiter = request.app.state.rate_limiter
-    if limiter is not None:
+    if limiter is not None and not getattr(request.state, "anonymous_counted", False):
+        request.state.anonymous_counted = True
         retry_after = await limiter.check("anonymous", _client(request))
         if retry_after:
             raise RateLimitedError(retry_after)

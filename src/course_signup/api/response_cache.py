@@ -3,7 +3,8 @@
 The first answer of 200 to a given path and query string is kept in the catalogue cache, so it
 expires with the catalogue's TTL and is dropped by the same invalidation every local write does.
 Only answers the routes produced are stored, so a query string that fails validation is never
-served from here. With rate limits on, every request goes through the router to be counted.
+served from here. With rate limits on, the request is counted here first, then answered from the
+cache or by the route (which does not count it again).
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from course_signup.api.deps import check_anonymous_limit
+from course_signup.api.errors import domain_error_handler
+from course_signup.domain.errors import RateLimitedError
 
 _CATALOGUE = re.compile(r"^/courses(/[A-Za-z0-9_-]{1,32})?$")
 _ROUTES = {False: SimpleNamespace(path="/courses"), True: SimpleNamespace(path="/courses/{courseId}")}
@@ -28,8 +34,14 @@ class CatalogueResponseCache:
             return
         state = scope["app"].state
         if state.rate_limiter is not None:
-            await self.app(scope, receive, send)
-            return
+            # Counted here, once, whether the answer then comes from the cache or from the route.
+            request = Request(scope)
+            try:
+                await check_anonymous_limit(request)
+            except RateLimitedError as exc:
+                scope["route"] = _ROUTES[scope["path"] != "/courses"]
+                await (await domain_error_handler(request, exc))(scope, receive, send)
+                return
         key = f"http:{scope['path']}?{scope['query_string'].decode('latin-1')}"
         body = state.cache.get(key)
         if body is not None:
