@@ -83,10 +83,29 @@ class CourseRepository:
         query = select(literal(1)).where(Course.course_id == course_id)
         return (await self.session.execute(query)).first() is not None
 
-    async def list(self, page: PageRequest) -> Sequence[Course]:
+    async def list(
+        self, page: PageRequest, *, text: str | None = None, available_at: datetime | None = None
+    ) -> Sequence[Course]:
+        """One page by course id, optionally filtered.
+
+        `text`: the id or the name contains it, in any case; `available_at`: a seat is free and the
+        registration window is open at that time (Course.has_seat_free and Course.is_open_at).
+        """
         query = select(Course).order_by(Course.course_id).limit(page.limit + 1)
         if page.after is not None:
             query = query.where(Course.course_id > page.after[0])
+        if text is not None:
+            # lower(column) LIKE lower(pattern) is what the trigram indexes (migration 0002) answer.
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = func.lower(literal(f"%{escaped}%", String()))
+            query = query.where(
+                or_(
+                    func.lower(Course.course_id).like(pattern, escape="\\"),
+                    func.lower(Course.name).like(pattern, escape="\\"),
+                )
+            )
+        if available_at is not None:
+            query = query.where(Course.has_seat_free, Course.is_open_at(available_at))
         return (await self.session.execute(query)).scalars().all()
 
     async def adjust_counters(

@@ -46,15 +46,30 @@ def new_course(course_id: str, *, at: datetime, **fields: Any) -> Course:
     )
 
 
-async def list_courses(uow: UnitOfWork, cache: Cache, *, page: PageRequest, render: Callable[[Page[Course]], T]) -> T:
-    """One page of the catalogue, by course id, as `render` shapes it; cached until a write or the TTL."""
-    key = f"courses:{page.limit}:{page.after}"
+async def list_courses(
+    uow: UnitOfWork,
+    cache: Cache,
+    *,
+    page: PageRequest,
+    render: Callable[[Page[Course]], T],
+    text: str | None = None,
+    available: bool = False,
+) -> T:
+    """One page of the catalogue, by course id, as `render` shapes it; cached until a write or the TTL.
+
+    `text` keeps the courses whose id or name contains it, in any case; `available` those with a seat
+    free whose registration window is open now (so a cached page lags a window by at most the TTL).
+    """
+    key = f"courses:{page.limit}:{page.after!r}:{available}:{text!r}"
     cached = cache.get(key)
     if cached is not None:
         return cached
     async with uow:
         await uow.single_statements()  # one read: no BEGIN/ROLLBACK round trips around it
-        rows = list(await uow.courses.list(page))
+        filters: dict[str, Any] = {"text": text} if text is not None else {}
+        if available:
+            filters["available_at"] = utcnow()
+        rows = list(await uow.courses.list(page, **filters))
     # The rendered form is what is cached, so a hit costs no encoding at all.
     rendered = render(make_page(rows, page, key=lambda course: (course.course_id,)))
     cache.put(key, rendered)
