@@ -5,23 +5,58 @@ expires with the catalogue's TTL and is dropped by the same invalidation every l
 Only answers the routes produced are stored, so a query string that fails validation is never
 served from here. With rate limits on, the request is counted here first, then answered from the
 cache or by the route (which does not count it again).
+
+Both kinds of answer go through `catalogue_response`, the one place that sets the validators: a
+strong ETag computed from the exact body bytes, `Cache-Control: no-cache` (any cache may keep the
+public catalogue but must revalidate before each reuse, so a client never sees an answer older
+than ours), and 304 with no body when `If-None-Match` names the current ETag.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from types import SimpleNamespace
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from course_signup.api.deps import check_anonymous_limit
+from course_signup.api.envelope import JSON
 from course_signup.api.errors import domain_error_handler
 from course_signup.domain.errors import RateLimitedError
 
 _CATALOGUE = re.compile(r"^/courses(/[A-Za-z0-9_-]{1,32})?$")
 _ROUTES = {False: SimpleNamespace(path="/courses"), True: SimpleNamespace(path="/courses/{courseId}")}
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+CACHE_CONTROL = "no-cache"
+# An entity-tag in If-None-Match, W/ or not; the group is its opaque-tag (RFC 9110 §8.8.3).
+_ENTITY_TAG = re.compile(rb'(?:W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
+
+
+def entity_tag(body: bytes) -> bytes:
+    """A strong ETag for exactly these bytes: a quoted 128-bit BLAKE2b digest in base64url."""
+    digest = hashlib.blake2b(body, digest_size=16).digest()
+    return b'"' + base64.urlsafe_b64encode(digest).rstrip(b"=") + b'"'
+
+
+def not_modified(scope: Scope, etag: bytes) -> bool:
+    """If-None-Match is `*` or lists `etag`, compared weakly (RFC 9110 §13.1.2), so W/"x" matches "x"."""
+    opaque = etag[1:-1]
+    for name, value in scope["headers"]:
+        # Several If-None-Match lines count as one comma-separated list.
+        if name == b"if-none-match" and (value.strip() == b"*" or opaque in _ENTITY_TAG.findall(value)):
+            return True
+    return False
+
+
+def catalogue_response(scope: Scope, body: bytes, etag: bytes | None = None) -> Response:
+    """A catalogue answer: 200 with `body`, or 304 with no body; both carry ETag and Cache-Control."""
+    etag = etag or entity_tag(body)
+    response = Response(status_code=304) if not_modified(scope, etag) else Response(body, media_type=JSON)
+    response.raw_headers += [(b"etag", etag), (b"cache-control", CACHE_CONTROL.encode())]
+    return response
 
 
 class CatalogueResponseCache:
@@ -46,9 +81,8 @@ class CatalogueResponseCache:
         body = state.cache.get(key)
         if body is not None:
             scope["route"] = _ROUTES[scope["path"] != "/courses"]  # for the log line and metrics
-            headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            etag, _, body = body.partition(b"\n")
+            await catalogue_response(scope, body, etag)(scope, receive, send)
             return
         status, chunks = 0, []
 
@@ -56,6 +90,8 @@ class CatalogueResponseCache:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # Kept as the route's ETag, a newline, then the body: one bytes value for any cache tier.
+                chunks.append(dict(message.get("headers", [])).get(b"etag", b"") + b"\n")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
             await send(message)

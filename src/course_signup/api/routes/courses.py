@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from course_signup.api.deps import (
@@ -17,7 +18,8 @@ from course_signup.api.deps import (
     RosterPageDep,
     UowDep,
 )
-from course_signup.api.envelope import envelope_bytes, json_response, ok, page_out
+from course_signup.api.envelope import envelope_bytes, ok, page_out
+from course_signup.api.response_cache import CACHE_CONTROL, catalogue_response
 from course_signup.api.schemas import (
     CourseCreate,
     CourseDeletedOut,
@@ -32,11 +34,88 @@ from course_signup.api.schemas import (
     error_responses,
     event_out,
 )
+from course_signup.domain import rules
+from course_signup.domain.errors import InvalidInputError
 from course_signup.domain.models import Course
 from course_signup.domain.pagination import Page
 from course_signup.services import courses, roster
 
 router = APIRouter(tags=["courses"])
+
+# --- the public catalogue: search, filters and HTTP validators ----------------------------------
+
+_CONTROL = r"\x00-\x1f\x7f"
+# At least one character that str.strip() keeps, and no control character anywhere.
+SEARCH_PATTERN = rf"^[^{_CONTROL}]*[^{rules._SPACE}{_CONTROL}][^{_CONTROL}]*$"
+MAX_SEARCH_LENGTH = 100
+SEARCH_HELP = (
+    "Keeps the courses whose id or name contains this text, ignoring case (`cs1` finds `CS101`, "
+    "`calc` finds `Calculus I`). Leading and trailing white space is trimmed; the text must have "
+    "1-100 characters as sent, at least one of them not white space, and no control characters, "
+    "else 400. `%`, `_` and `\\` are ordinary characters, not wildcards. Case is folded by the "
+    "database's lower() (on the embedded SQLite database, ASCII letters only)."
+)
+AVAILABLE_HELP = (
+    "`true`: only courses with a seat left (unlimited capacity, or `seatsLeft` > 0) whose "
+    "registration window is open now. `false` or absent: no filter."
+)
+_VALIDATORS = {
+    "ETag": {
+        "description": "A strong validator of these exact body bytes; send it back in `If-None-Match`.",
+        "required": True,
+        "schema": {"type": "string"},
+        "example": '"GkUwv1lvQFmR6S2w3bRRbA"',
+    },
+    "Cache-Control": {
+        "description": "Any cache may keep the answer but must revalidate it (with `If-None-Match`) before each reuse.",
+        "required": True,
+        "schema": {"type": "string", "const": CACHE_CONTROL},
+    },
+}
+CONDITIONAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": _VALIDATORS},
+    304: {
+        "description": "Not Modified: `If-None-Match` named the current ETag (or was `*`). No body.",
+        "headers": _VALIDATORS,
+    },
+}
+IF_NONE_MATCH = {
+    "parameters": [
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": (
+                "ETags of answers you hold (a comma-separated list, `W/` allowed, or `*`). If one is the "
+                "current ETag (weak comparison, RFC 9110 §13.1.2), the answer is 304 with no body."
+            ),
+            "schema": {"type": "string"},
+        }
+    ]
+}
+
+
+async def search_text(
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_SEARCH_LENGTH,
+            description=SEARCH_HELP,
+            json_schema_extra={"minLength": 1, "pattern": SEARCH_PATTERN},
+            examples=["calc"],
+        ),
+    ] = None,
+) -> str | None:
+    """`q` trimmed; 400 if it is only white space or holds a control character."""
+    if q is None:
+        return None
+    if not re.fullmatch(SEARCH_PATTERN, q):
+        raise InvalidInputError("q must have 1-100 characters, not all white space, and no control characters.")
+    return q.strip()
+
+
+SearchText = Annotated[str | None, Depends(search_text)]
+Available = Annotated[bool, Query(description=AVAILABLE_HELP)]
 
 
 @router.get(
@@ -44,15 +123,19 @@ router = APIRouter(tags=["courses"])
     operation_id="listCourses",
     dependencies=[AnonymousLimit],
     response_model=PagedEnvelope[list[CourseOut]],
-    responses=error_responses(400, 429, 503),
+    responses={**CONDITIONAL_RESPONSES, **error_responses(400, 429, 503)},
+    openapi_extra=IF_NONE_MATCH,
 )
-async def list_courses(uow: UowDep, cache: CacheDep, page: PageDep) -> Response:
-    """The course catalogue, by course id, paginated."""
+async def list_courses(
+    request: Request, uow: UowDep, cache: CacheDep, page: PageDep, q: SearchText, available: Available = False
+) -> Response:
+    """The course catalogue, by course id, paginated; `q` searches ids and names, `available` keeps open seats."""
 
     def render(result: Page[Course]) -> bytes:
         return envelope_bytes(200, [course_out(c) for c in result.items], page=page_out(result, page.limit))
 
-    return json_response(await courses.list_courses(uow, cache, page=page, render=render))
+    body = await courses.list_courses(uow, cache, page=page, render=render, text=q, available=available)
+    return catalogue_response(request.scope, body)
 
 
 @router.get(
@@ -60,15 +143,20 @@ async def list_courses(uow: UowDep, cache: CacheDep, page: PageDep) -> Response:
     operation_id="getCourse",
     dependencies=[AnonymousLimit],
     response_model=Envelope[CourseOut],
-    responses=error_responses(400, 404, 429, 503),
+    responses={**CONDITIONAL_RESPONSES, **error_responses(400, 404, 429, 503)},
+    openapi_extra=IF_NONE_MATCH,
 )
-async def get_course(course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
+async def get_course(request: Request, course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
     """One course with its seats and waitlist counts."""
 
     def render(course: Course) -> bytes:
         return envelope_bytes(200, course_out(course))
 
-    return json_response(await courses.get_course(uow, cache, course_id=course_id, render=render))
+    body = await courses.get_course(uow, cache, course_id=course_id, render=render)
+    return catalogue_response(request.scope, body)
+
+
+# --- the registrar's endpoints --------------------------------------------------------------------
 
 
 @router.post(
