@@ -13,7 +13,15 @@ from course_signup.adapters.cache import Cache
 from course_signup.adapters.tokens import Principal
 from course_signup.domain import rules
 from course_signup.domain.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
-from course_signup.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, KeyShape, PageRequest, decode_cursor
+from course_signup.domain.pagination import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_CURSOR_LENGTH,
+    MAX_LIMIT,
+    KeyShape,
+    PageRequest,
+    decode_cursor,
+)
 from course_signup.services.admission import Admissions
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -147,7 +155,10 @@ def paging(shape: KeyShape) -> Callable[..., Awaitable[PageRequest]]:
 
     async def page_request(
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Query(max_length=512, description=CURSOR_HELP)] = None,
+        cursor: Annotated[
+            str | None,
+            Query(min_length=1, max_length=MAX_CURSOR_LENGTH, pattern=CURSOR_PATTERN, description=CURSOR_HELP),
+        ] = None,
     ) -> PageRequest:
         return PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, shape=shape))
 

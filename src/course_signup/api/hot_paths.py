@@ -29,7 +29,14 @@ from course_signup.api import deps, errors
 from course_signup.api.envelope import JSON, envelope_bytes, page_out
 from course_signup.api.schemas import enrollment_out, student_course_out
 from course_signup.domain import rules
-from course_signup.domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, decode_cursor
+from course_signup.domain.pagination import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_CURSOR_LENGTH,
+    MAX_LIMIT,
+    PageRequest,
+    decode_cursor,
+)
 from course_signup.services import enrollments
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -38,7 +45,7 @@ _EMAIL = re.compile(rules.EMAIL_PATTERN)
 _COURSE_ID = re.compile(rules.COURSE_ID_PATTERN)
 _LIMIT = re.compile(r"[1-9][0-9]{0,3}")
 _STATUSES = ("enrolled", "waitlisted")
-_MAX_CURSOR = 512
+_CURSOR = re.compile(CURSOR_PATTERN)
 _ROUTE = SimpleNamespace(path="/students/{studentEmail}/courses")  # for the log line and metrics
 
 Work = Callable[[Request], Awaitable[tuple[int, bytes]]]
@@ -126,7 +133,9 @@ def _my_courses_query(raw: bytes) -> tuple[int, str | None, str | None] | None:
     limit, cursor, status = values.get("limit"), values.get("cursor"), values.get("status")
     if limit is not None and not (_LIMIT.fullmatch(limit) and int(limit) <= MAX_LIMIT):
         return None
-    if (cursor is not None and len(cursor) > _MAX_CURSOR) or (status is not None and status not in _STATUSES):
+    if cursor is not None and not (len(cursor) <= MAX_CURSOR_LENGTH and _CURSOR.match(cursor)):
+        return None
+    if status is not None and status not in _STATUSES:
         return None
     return (DEFAULT_LIMIT if limit is None else int(limit)), cursor, status
 

@@ -33,6 +33,11 @@ class Page(Generic[T]):
         return None if self.next_after is None else encode_cursor(self.next_after)
 
 
+# What every cursor looks like (unpadded base64url), for the OpenAPI schema and a first check.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+MAX_CURSOR_LENGTH = 512
+
+
 def encode_cursor(key: tuple[Any, ...]) -> str:
     raw = json.dumps(list(key), separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
