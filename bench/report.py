@@ -39,6 +39,18 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def source_state(args: argparse.Namespace) -> dict[str, Any]:
+    """The commit the service runs from, and how many files under src/ differ from it (others edit the tree)."""
+    root = args.src.resolve() if args.src else harness.BENCH.parent
+
+    def git(*command: str) -> str:
+        completed = subprocess.run(["git", "-C", str(root), *command], capture_output=True, text=True)
+        return completed.stdout.strip() if completed.returncode == 0 else "?"
+
+    changed = git("status", "--porcelain", "--", "src")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "src_files_changed": len(changed.splitlines())}
+
+
 def machine() -> dict[str, Any]:
     def first(path: str, key: str) -> str:
         try:
@@ -294,6 +306,10 @@ def _checks(results: dict[str, Any]) -> list[str]:
     for skipped in results.get("pgbench_skipped", []):
         out.append(f"pgbench {skipped['case']} c={skipped['clients']} skipped: the server accepted only "
                    f"{skipped['free']} more connections")  # fmt: skip
+    source = results.get("source")
+    if source:
+        out.append(f"service source: commit {source['commit']}, {source['src_files_changed']} file(s) under src/ "
+                   "changed from it when the run started")  # fmt: skip
     busy = [r["cpu_cores"].get("other", 0) for r in results["runs"] + results["pgbench"] if r.get("cpu_cores")]
     if busy:
         worst = max(busy)

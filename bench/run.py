@@ -88,6 +88,7 @@ def measure(stack: Stack, results: dict[str, Any]) -> None:
     started = time.monotonic()
     results.update(started=datetime.now(UTC).isoformat(timespec="seconds"), config=report.config_of(a))
     results["machine"] = report.machine()
+    results["source"] = report.source_state(a)
 
     workload = Workload(stack)
     results["postgres"] = stack.create_database()
