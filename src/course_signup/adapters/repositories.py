@@ -95,9 +95,12 @@ class CourseRepository:
         if page.after is not None:
             query = query.where(Course.course_id > page.after[0])
         if text is not None:
-            # lower(column) LIKE lower(pattern) is what the trigram indexes (migration 0002) answer.
+            # lower(column) LIKE lower(pattern) is what the trigram indexes (migration 0002) answer. The
+            # pattern is written into the SQL as a quoted literal, not bound: after five runs of one
+            # prepared statement PostgreSQL may switch to a generic plan, which cannot see the pattern
+            # and walks the primary key instead of the indexes.
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = func.lower(literal(f"%{escaped}%", String()))
+            pattern = func.lower(literal(f"%{escaped}%", String(), literal_execute=True))
             query = query.where(
                 or_(
                     func.lower(Course.course_id).like(pattern, escape="\\"),

@@ -44,15 +44,15 @@ router = APIRouter(tags=["courses"])
 
 # --- the public catalogue: search, filters and HTTP validators ----------------------------------
 
-_CONTROL = r"\x00-\x1f\x7f"
-# At least one character that str.strip() keeps, and no control character anywhere.
-SEARCH_PATTERN = rf"^[^{_CONTROL}]*[^{rules._SPACE}{_CONTROL}][^{_CONTROL}]*$"
+_SPACE, _CONTROL = rules._SPACE, r"\x00-\x1f\x7f"  # what str.strip() removes; control characters
+# White space around (trimmed), then at least one character, with no control character among them.
+SEARCH_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}{_CONTROL}]([^{_CONTROL}]*[^{_SPACE}{_CONTROL}])?[{_SPACE}]*$"
 MAX_SEARCH_LENGTH = 100
 SEARCH_HELP = (
     "Keeps the courses whose id or name contains this text, ignoring case (`cs1` finds `CS101`, "
-    "`calc` finds `Calculus I`). Leading and trailing white space is trimmed; the text must have "
-    "1-100 characters as sent, at least one of them not white space, and no control characters, "
-    "else 400. `%`, `_` and `\\` are ordinary characters, not wildcards. Case is folded by the "
+    "`calc` finds `Calculus I`). At most 100 characters as sent; leading and trailing white space "
+    "is trimmed, and what remains must have at least one character and no control characters, else "
+    "400. `%`, `_` and `\\` are ordinary characters, not wildcards. Case is folded by the "
     "database's lower() (on the embedded SQLite database, ASCII letters only)."
 )
 AVAILABLE_HELP = (
@@ -106,7 +106,7 @@ async def search_text(
         ),
     ] = None,
 ) -> str | None:
-    """`q` trimmed; 400 if it is only white space or holds a control character."""
+    """`q` trimmed; 400 if nothing is left or what is left holds a control character."""
     if q is None:
         return None
     if not re.fullmatch(SEARCH_PATTERN, q):
