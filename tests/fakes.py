@@ -409,10 +409,10 @@ class FakeCache:
         self.entries: dict[str, Any] = {}
         self.forgotten = 0
 
-    def get(self, key: str) -> Any | None:
+    async def get(self, key: str) -> Any | None:
         return self.entries.get(key)
 
-    def put(self, key: str, value: Any) -> None:
+    async def put(self, key: str, value: Any) -> None:
         self.entries[key] = value
 
     def forget_courses(self) -> None:

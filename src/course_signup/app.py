@@ -7,16 +7,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from course_signup import __version__, logs
 from course_signup.adapters import broker, database, migrations
-from course_signup.adapters.cache import InProcessCache
+from course_signup.adapters.cache import InProcessCache, RedisCache
 from course_signup.adapters.ratelimit import RateLimiter
+from course_signup.adapters.redis_link import RedisLink
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
-from course_signup.api import docs, errors
+from course_signup.api import docs, errors, warmup
 from course_signup.api.hot_paths import HotPaths
 from course_signup.api.middleware import RequestMiddleware
 from course_signup.api.response_cache import CatalogueResponseCache
@@ -55,14 +55,17 @@ def create_app(settings: Settings) -> FastAPI:
             await engine.dispose()
             raise
         app.state.sessions = database.create_sessions(engine)
-        app.state.cache = InProcessCache(settings.cache_ttl_seconds)
+        redis_link = RedisLink.from_settings(settings) if settings.redis_url else None
+        if redis_link is None:
+            app.state.cache = InProcessCache(settings.cache_ttl_seconds)
+        else:
+            ttl, entries = settings.cache_ttl_seconds, settings.cache_local_entries
+            app.state.cache = RedisCache(redis_link, ttl, max_entries=entries)
         app.state.admissions = Admissions(batching=settings.batch_admission)
         app.state.probes = {"database": lambda: database.ping(engine)}
-        redis_client = None
-        if settings.redis_url:
-            redis_client = redis.asyncio.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
-            app.state.probes["redis"] = redis_client.ping
-        app.state.rate_limiter = RateLimiter(settings) if settings.rate_limit_enabled else None
+        if redis_link is not None:
+            app.state.probes["redis"] = redis_link.ping
+        app.state.rate_limiter = RateLimiter(settings, redis_link) if settings.rate_limit_enabled else None
         if settings.auth_mode == "none":
             log.warning("AUTH_MODE=none: every student and admin endpoint is open to anyone")
             app.state.tokens = None
@@ -72,6 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
             broker_url = settings.broker_url
             app.state.probes["broker"] = lambda: broker.ping(broker_url)
             log.warning("BROKER_URL is set: /ready checks the broker, but every sign-up is written synchronously")
+        if redis_link is not None:
+            await app.state.cache.open(warm=lambda: warmup.warm_catalogue(app))  # once app.state is complete
         purger = asyncio.create_task(_purge_idempotency_keys(app))
         try:
             yield
@@ -79,8 +84,9 @@ def create_app(settings: Settings) -> FastAPI:
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
-            if redis_client is not None:
-                await redis_client.aclose()
+            if redis_link is not None:
+                await app.state.cache.close()
+                await redis_link.close()
             await engine.dispose()
 
     app = FastAPI(

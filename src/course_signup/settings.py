@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     batch_admission: bool = True
 
     cache_ttl_seconds: float = Field(1.0, ge=0, le=1.0)  # API.md: other processes lag at most 1 s
+    # With REDIS_URL, entries each process keeps in front of the shared ones (0: Redis only).
+    cache_local_entries: int = Field(4096, ge=0, le=1_000_000)
+    # A Redis command slower than this counts as a failure; after one, Redis is skipped for
+    # redis_retry_seconds (answers come from the database), then one command probes it.
+    redis_timeout_seconds: float = Field(0.025, gt=0, le=5)
+    redis_retry_seconds: float = Field(1.0, gt=0, le=300)
 
     rate_limit_enabled: bool = False
     rate_limit_writes: str = "20/minute"  # per token subject on sign-up and drop

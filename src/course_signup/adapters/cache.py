@@ -1,41 +1,259 @@
-"""Course catalogue cache: a process-local TTL cache; every local write clears it at once."""
+"""Course catalogue cache: a small per-process tier, and with REDIS_URL a tier shared through Redis behind it.
+
+An entry lives at most `ttl` seconds from the moment the read that built it began, in every tier,
+so a committed change shows everywhere within `ttl` (API.md: 1 s) even when an invalidation is lost.
+A write clears this process's tier at once. With Redis it also bumps a generation counter that
+every shared key carries and announces the bump, so the other processes drop their copies at once
+and nobody reads an entry built before it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 from course_signup.adapters import metrics
+from course_signup.adapters.redis_link import FAILURES, RedisLink, RedisUnavailableError
 
 
 class Cache(Protocol):
-    def get(self, key: str) -> Any | None: ...
-    def put(self, key: str, value: Any) -> None: ...
+    async def get(self, key: str) -> Any | None: ...
+    async def put(self, key: str, value: Any) -> None: ...
     def forget_courses(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Miss:
+    """What `get` knew when it missed; `put` of the value built afterwards is judged by it."""
+
+    epoch: int
+    started: float  # time.monotonic() when the read began: the entry's age counts from here
+    generation: bytes | None = None  # the shared generation it was looked up under; None: not shared
+
+
 class InProcessCache:
-    """Entries live `ttl` seconds, so another process's committed change shows within `ttl`."""
+    """Entries live `ttl` seconds from the read that built them; a local write clears them at once."""
 
     def __init__(self, ttl: float, *, max_entries: int = 4096) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, Any]] = {}
+        # Counts invalidations: a value read before one is never kept after it.
+        self._epoch = 0
+        self._misses: WeakKeyDictionary[asyncio.Task[Any], dict[str, _Miss]] = WeakKeyDictionary()
 
-    def get(self, key: str) -> Any | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
+    async def get(self, key: str) -> Any | None:
+        value = self._local(key)
+        if value is None:
             metrics.CACHE_MISSES.inc()
-            return None
-        metrics.CACHE_HITS.inc()
-        return entry[1]
+            self._note_miss(key, _Miss(self._epoch, time.monotonic()))
+        else:
+            metrics.CACHE_HITS.inc()
+        return value
 
-    def put(self, key: str, value: Any) -> None:
-        if self.ttl <= 0:
+    async def put(self, key: str, value: Any) -> None:
+        miss = self._take_miss(key)
+        if miss.epoch == self._epoch:
+            self._keep(key, value, expires=miss.started + self.ttl)
+
+    def forget_courses(self) -> None:
+        self._clear()
+
+    def _local(self, key: str) -> Any | None:
+        entry = self._entries.get(key)
+        return None if entry is None or entry[0] < time.monotonic() else entry[1]
+
+    def _keep(self, key: str, value: Any, *, expires: float) -> None:
+        if self.max_entries <= 0 or expires <= time.monotonic():
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # bounded memory: many distinct cursors cannot grow it forever
-        self._entries[key] = (time.monotonic() + self.ttl, value)
+        self._entries[key] = (expires, value)
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._epoch += 1
+
+    # A get and the put of the value built after it run in the same task (the request's), so the
+    # task tells which miss a put answers, even with many requests for one key in flight.
+    def _note_miss(self, key: str, miss: _Miss) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._misses.setdefault(task, {})[key] = miss
+
+    def _take_miss(self, key: str) -> _Miss:
+        task = asyncio.current_task()
+        misses = self._misses.get(task) if task is not None else None
+        miss = misses.pop(key, None) if misses else None
+        return miss or _Miss(self._epoch, time.monotonic())
+
+
+# One round trip: the current generation, and the entry of that generation with its time to live.
+_READ = """
+local generation = redis.call('GET', KEYS[1]) or '0'
+local key = ARGV[1] .. generation .. ':' .. ARGV[2]
+local value = redis.call('GET', key)
+if not value then return {generation} end
+return {generation, value, redis.call('PTTL', key)}
+"""
+# A generation starts from the clock (in microseconds), so after Redis restarts empty it does not
+# repeat one that a process may still be writing an entry for.
+_BUMP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[2]) end
+local generation = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[3])
+return generation
+"""
+
+
+class RedisCache(InProcessCache):
+    """This process's entries (at most `max_entries`, none when 0) in front of entries shared through Redis.
+
+    Shared entries are bytes (the encoded answers); other values stay in this process. While Redis
+    is unavailable, reads miss the shared tier at once and come from the database.
+    """
+
+    def __init__(
+        self, link: RedisLink, ttl: float, *, max_entries: int = 4096, namespace: str = "course-signup:catalogue"
+    ) -> None:
+        super().__init__(ttl, max_entries=max_entries)
+        self._link = link
+        self._generation_key = f"{namespace}:generation"
+        self._prefix = f"{namespace}:"
+        # Keys live in one database, but channels are server-wide.
+        self._channel = f"{namespace}:forget:{link.pool.connection_kwargs.get('db', 0)}"
+        self._token = uuid.uuid4().hex.encode()  # marks this process's own announcements
+        self._read = link.client.register_script(_READ)
+        self._bump = link.client.register_script(_BUMP)
+        self._seen: bytes | None = None
+        self._bumper: asyncio.Task[None] | None = None
+        self._bump_again = False
+        self._blind_until = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open(self, *, warm: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Connect, then listen for other processes' writes and run `warm` once, while the cache is open."""
+        await self._link.open(_READ, _BUMP)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen())]
+        if warm is not None:
+            self._tasks.append(loop.create_task(warm()))
+
+    async def close(self) -> None:
+        for task in [*self._tasks, self._bumper]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def get(self, key: str) -> Any | None:
+        value = self._local(key)
+        if value is None:
+            value = await self._get_shared(key)
+        (metrics.CACHE_MISSES if value is None else metrics.CACHE_HITS).inc()
+        return value
+
+    async def _get_shared(self, key: str) -> bytes | None:
+        started, epoch = time.monotonic(), self._epoch
+        found = None
+        if self.ttl > 0 and self._shared_readable():
+            with contextlib.suppress(RedisUnavailableError):
+                found = await self._link.run(lambda: self._read(keys=[self._generation_key], args=[self._prefix, key]))
+        if found is None:
+            self._note_miss(key, _Miss(epoch, started))
+            return None
+        generation = found[0]
+        if generation != self._seen:
+            if self._seen is not None:
+                self._clear()  # an announcement was missed, or Redis restarted
+            self._seen = generation
+        if len(found) == 1:
+            self._note_miss(key, _Miss(self._epoch, started, generation))
+            return None
+        value, ttl_ms = found[1], found[2]
+        if self._epoch == epoch:
+            self._keep(key, value, expires=time.monotonic() + min(self.ttl, ttl_ms / 1000))
+        return value
+
+    async def put(self, key: str, value: Any) -> None:
+        miss = self._take_miss(key)
+        if miss.epoch != self._epoch:
+            return
+        expires = miss.started + self.ttl
+        self._keep(key, value, expires=expires)
+        remaining_ms = int((expires - time.monotonic()) * 1000)
+        if miss.generation is None or not isinstance(value, bytes) or remaining_ms <= 0:
+            return
+        shared_key = f"{self._prefix}{miss.generation.decode()}:{key}"
+        with contextlib.suppress(RedisUnavailableError):
+            await self._link.run(lambda: self._link.client.set(shared_key, value, px=remaining_ms))
 
     def forget_courses(self) -> None:
-        self._entries.clear()
+        self._clear()
+        self._bump_again = True
+        if self._bumper is None or self._bumper.done():
+            self._bumper = asyncio.get_running_loop().create_task(self._announce())
+
+    def _shared_readable(self) -> bool:
+        # Until this process's own bump lands, shared entries may predate its write: skip them.
+        return (
+            not self._bump_again
+            and (self._bumper is None or self._bumper.done())
+            and (time.monotonic() >= self._blind_until)
+        )
+
+    async def _announce(self) -> None:
+        while self._bump_again:
+            self._bump_again = False
+            try:
+                generation = await self._link.run(
+                    lambda: self._bump(
+                        keys=[self._generation_key], args=[self._channel, time.time_ns() // 1000, self._token]
+                    )
+                )
+            except RedisUnavailableError:
+                # The other processes cannot hear of this write; shared entries built before it
+                # expire within ttl, and until then this process does not read them.
+                self._blind_until = time.monotonic() + self.ttl
+            else:
+                self._seen = str(generation).encode()
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self._link.client.pubsub()
+            try:
+                await self._link.run(functools.partial(self._subscribe, pubsub))
+            except RedisUnavailableError:
+                await self._close_quietly(pubsub)
+                await asyncio.sleep(self._link.retry_seconds)
+                continue
+            self._clear()  # announcements may have been missed while not subscribed
+            outage = self._link.outages
+            try:
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if message is not None and message["data"] != self._token:
+                        self._clear()
+            except FAILURES as exc:
+                self._link.lost(exc, outage)
+            finally:
+                await self._close_quietly(pubsub)
+
+    async def _subscribe(self, pubsub: Any) -> None:
+        await pubsub.subscribe(self._channel)
+        # subscribe() only sends the command; the confirmation proves that Redis answers.
+        confirmation = await pubsub.get_message(timeout=self._link.timeout)
+        if confirmation is None or confirmation["type"] != "subscribe":
+            raise TimeoutError("no confirmation of SUBSCRIBE")
+
+    async def _close_quietly(self, pubsub: Any) -> None:
+        with contextlib.suppress(*FAILURES):
+            async with asyncio.timeout(self._link.timeout):
+                await pubsub.aclose()

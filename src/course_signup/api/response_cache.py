@@ -78,7 +78,7 @@ class CatalogueResponseCache:
                 await (await domain_error_handler(request, exc))(scope, receive, send)
                 return
         key = f"http:{scope['path']}?{scope['query_string'].decode('latin-1')}"
-        body = state.cache.get(key)
+        body = await state.cache.get(key)
         if body is not None:
             scope["route"] = _ROUTES[scope["path"] != "/courses"]  # for the log line and metrics
             etag, _, body = body.partition(b"\n")
@@ -98,4 +98,4 @@ class CatalogueResponseCache:
 
         await self.app(scope, receive, keep)
         if status == 200:
-            state.cache.put(key, b"".join(chunks))
+            await state.cache.put(key, b"".join(chunks))

@@ -61,7 +61,7 @@ async def list_courses(
     free whose registration window is open now (so a cached page lags a window by at most the TTL).
     """
     key = f"courses:{page.limit}:{page.after!r}:{available}:{text!r}"
-    cached = cache.get(key)
+    cached = await cache.get(key)
     if cached is not None:
         return cached
     async with uow:
@@ -72,21 +72,21 @@ async def list_courses(
         rows = list(await uow.courses.list(page, **filters))
     # The rendered form is what is cached, so a hit costs no encoding at all.
     rendered = render(make_page(rows, page, key=lambda course: (course.course_id,)))
-    cache.put(key, rendered)
+    await cache.put(key, rendered)
     return rendered
 
 
 async def get_course(uow: UnitOfWork, cache: Cache, *, course_id: str, render: Callable[[Course], T]) -> T:
     """One course as `render` shapes it; CourseNotFoundError if there is none."""
     key = f"course:{course_id}"
-    cached = cache.get(key)
+    cached = await cache.get(key)
     if cached is not None:
         return cached
     async with uow:
         await uow.single_statements()
         course = await uow.courses.get(course_id)
     rendered = render(course)
-    cache.put(key, rendered)
+    await cache.put(key, rendered)
     return rendered
 
 
