@@ -13,12 +13,12 @@ from course_signup.domain.errors import (
 
 MAX_EMAIL_LENGTH = 254
 # What str.strip() and re's \s take for white space, spelled out: JSON Schema's \s (ECMA-262) differs.
-_SPACE = r"\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+WHITESPACE = r"\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # The same shapes, as JSON-Schema patterns for the OpenAPI document.
-EMAIL_PATTERN = rf"^[{_SPACE}]*[^@{_SPACE}\x00-\x1f\x7f]+@[^@{_SPACE}\x00-\x1f\x7f]+[{_SPACE}]*$"
+EMAIL_PATTERN = rf"^[{WHITESPACE}]*[^@{WHITESPACE}\x00-\x1f\x7f]+@[^@{WHITESPACE}\x00-\x1f\x7f]+[{WHITESPACE}]*$"
 COURSE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 _COURSE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_FORBIDDEN_IN_EMAIL = re.compile(rf"[{_SPACE}\x00-\x1f\x7f]")
+_FORBIDDEN_IN_EMAIL = re.compile(rf"[{WHITESPACE}\x00-\x1f\x7f]")
 
 
 def normalize_email(raw: str) -> str:

@@ -44,7 +44,7 @@ router = APIRouter(tags=["courses"])
 
 # --- the public catalogue: search, filters and HTTP validators ----------------------------------
 
-_SPACE, _CONTROL = rules._SPACE, r"\x00-\x1f\x7f"  # what str.strip() removes; control characters
+_SPACE, _CONTROL = rules.WHITESPACE, r"\x00-\x1f\x7f"  # what str.strip() removes; control characters
 # White space around (trimmed), then at least one character, with no control character among them.
 SEARCH_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}{_CONTROL}]([^{_CONTROL}]*[^{_SPACE}{_CONTROL}])?[{_SPACE}]*$"
 MAX_SEARCH_LENGTH = 100
