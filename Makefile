@@ -37,7 +37,7 @@ migrate: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench loadtest
 
-bench: $(VENV)/.installed-bench   ## benchmark against the local PostgreSQL; prints a table
+bench: $(VENV)/.installed-bench   ## benchmark on the local PostgreSQL beside its floors (pgbench, hello, floor app) and the rush; BENCH_ARGS=--quick
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } || true
 	@if command -v wrk >/dev/null; then $(BIN)/python bench/run.py $(BENCH_ARGS); \
 	 else echo "wrk not installable here: using the asyncio load generator"; \

@@ -1,8 +1,10 @@
--- pgbench custom script: the service's sign-up for a course with free seats, as SQLAlchemy/asyncpg
--- sends it since commit b9afb77 (services/enrollments.py -> EnrollmentRepository.enroll_if_seat_free):
--- ONE statement on an autocommit connection, its data-modifying CTEs claim the seat, insert the
--- enrollment and its audit event; the course's row lock is held from the UPDATE to the commit,
--- inside the server. Text and casts copied from SQLAlchemy's echo; $n parameters become variables.
+-- pgbench custom script, kept for comparison (--pgbench-sql bench/signup.sql): the service's sign-up
+-- for a course with free seats as SQLAlchemy/asyncpg sent it from commit b9afb77 until batched
+-- admission (003d0a9; the bench now generates its pgbench script from the service's current
+-- statement, see bench/pgbench_floor.py): ONE statement on an autocommit connection, its
+-- data-modifying CTEs claim the seat, insert the enrollment and its audit event; the course's row
+-- lock is held from the UPDATE to the commit, inside the server. Text and casts copied from
+-- SQLAlchemy's echo; $n parameters become variables.
 -- Variables: lo/hi (-D): the course-id range (lo = hi: the hot course); ts (-D): an RFC 3339
 -- timestamp, passed where the service passes its clock reading; rid (-D): a request id;
 -- status (-D): 'enrolled'. Each run signs up a fresh random student id (1..10^15): a collision
