@@ -212,7 +212,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         status, body = refusal.status, envelope(refusal.status, refusal.sentence)
         if status == 503:
             headers = [*HEADERS, (b"retry-after", b"1")]
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.TooManyConnectionsError, asyncpg.InterfaceError):
         status, body = 503, envelope(503, "The database is unavailable; try again shortly.")
     except Exception:
         status, body = 500, envelope(500, "Internal error.")
