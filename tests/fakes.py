@@ -112,9 +112,19 @@ class FakeCourseRepository:
     async def exists(self, course_id: str) -> bool:
         return course_id in self.tx.read().courses
 
-    async def list(self, page: PageRequest) -> Sequence[Course]:
+    async def list(
+        self, page: PageRequest, *, text: str | None = None, available_at: datetime | None = None
+    ) -> Sequence[Course]:
         rows = self.tx.read().courses
-        ids = sorted(c for c in rows if page.after is None or c > page.after[0])
+
+        def kept(course: Course) -> bool:
+            if text is not None and not (
+                text.lower() in course.course_id.lower() or text.lower() in course.name.lower()
+            ):
+                return False
+            return available_at is None or (course.has_seat_free and course.is_open_at(available_at))
+
+        ids = sorted(c for c in rows if (page.after is None or c > page.after[0]) and kept(rows[c]))
         return [_clone(rows[c]) for c in ids[: page.limit + 1]]
 
     async def adjust_counters(

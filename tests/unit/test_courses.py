@@ -70,6 +70,25 @@ async def test_list_courses_pages_by_course_id(uow: FakeUnitOfWork, cache: FakeC
     assert second.next_cursor is None
 
 
+async def test_list_courses_filters_by_text_and_open_seats(uow: FakeUnitOfWork, cache: FakeCache) -> None:
+    await new_course(uow, cache, "CS101", name="Intro to Computing", capacity=1)
+    await new_course(uow, cache, "MATH255", name="Linear Algebra")
+    await new_course(
+        uow, cache, "PHYS150", name="Computational Physics", registration_opens_at=utcnow() + timedelta(days=1)
+    )
+    await enrollments.sign_up(uow, cache, student_id=ALICE, course_id="CS101", waitlist=False)
+    everything = PageRequest(limit=10)
+
+    async def ids(**filters: object) -> list[str]:
+        page = await courses.list_courses(uow, cache, page=everything, render=same, **filters)  # type: ignore[arg-type]
+        return [c.course_id for c in page.items]
+
+    assert await ids(text="comput") == ["CS101", "PHYS150"]  # id or name, any case
+    assert await ids(text="math") == ["MATH255"]
+    assert await ids(available=True) == ["MATH255"]  # CS101 is full, PHYS150 not open yet
+    assert await ids(text="comput", available=True) == []
+
+
 async def test_seed_catalogue_adds_the_original_courses_once(uow: FakeUnitOfWork, cache: FakeCache) -> None:
     assert await courses.seed_catalogue(uow) == ["CS101", "CS102", "CS103", "CS104", "CS105", "MATH255", "PHYS150"]
     assert await courses.seed_catalogue(uow) == []

@@ -66,10 +66,7 @@ async def list_courses(
         return cached
     async with uow:
         await uow.single_statements()  # one read: no BEGIN/ROLLBACK round trips around it
-        filters: dict[str, Any] = {"text": text} if text is not None else {}
-        if available:
-            filters["available_at"] = utcnow()
-        rows = list(await uow.courses.list(page, **filters))
+        rows = list(await uow.courses.list(page, text=text, available_at=utcnow() if available else None))
     # The rendered form is what is cached, so a hit costs no encoding at all.
     rendered = render(make_page(rows, page, key=lambda course: (course.course_id,)))
     await cache.put(key, rendered)
