@@ -1,4 +1,4 @@
-"""The command line: serve, migrate, seed, token, import-courses. Calls the same services as the API."""
+"""The command line: serve, migrate, seed, token, import-courses, generate. Calls the same services as the API."""
 
 from __future__ import annotations
 
@@ -56,6 +56,13 @@ A course that exists is updated (a column missing from the header keeps its valu
 not drop below the students enrolled), any other is added. If any line is bad nothing is
 imported, and every bad line is listed by number."""
 
+GENERATE = """Fill an empty database with a realistic data set, to try the service at scale: courses with
+ids like CS101-01, capacities that vary (some unlimited), registration open, closed or not open yet;
+students s000001@example.edu, ... each in distinct courses; popular courses full with a waitlist;
+and one audit event per enrollment. The same --seed gives the same data (its times relative to
+now). PostgreSQL is filled with COPY, SQLite with batched inserts, in one transaction, with a
+progress bar on stderr. The database must be migrated and have no courses or enrollments."""
+
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Descriptions as written, and each option's default where it has one."""
@@ -83,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         "seed": _seed,
         "token": _token,
         "import-courses": _import,
+        "generate": _generate,
     }[args.command]
     handler(settings, args)
 
@@ -118,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     importer = command("import-courses", "insert or update courses from a CSV file", IMPORT, epilog=IMPORT_COLUMNS)
     importer.add_argument("file", type=Path, help="the CSV file")
+    generate = command("generate", "fill an empty database with a large realistic data set", GENERATE)
+    generate.add_argument("--courses", type=int, default=10_000, help="courses in the catalogue")
+    generate.add_argument("--students", type=int, default=200_000, help="students who may sign up")
+    generate.add_argument("--enrollments", type=int, default=1_000_000, help="enrollments and waitlist entries")
+    generate.add_argument("--seed", type=int, default=1, help="the random seed: the same seed, the same data")
     return parser
 
 
@@ -246,6 +259,31 @@ def _import(settings: Settings, args: argparse.Namespace) -> None:
     except catalogue_import.CatalogueImportError as exc:
         sys.exit(f"course-signup: nothing imported:\n{exc}")
     print(f"imported {added} new and {changed} changed course(s)")
+
+
+def _generate(settings: Settings, args: argparse.Namespace) -> None:
+    from time import monotonic
+
+    from tqdm import tqdm
+
+    from course_signup.adapters.bulk import NotEmptyError
+    from course_signup.services import dataset
+
+    try:
+        size = dataset.DatasetSize(args.courses, args.students, args.enrollments)
+    except dataset.DatasetError as exc:
+        sys.exit(f"course-signup: {exc}")
+    _require_schema(settings)
+
+    def bar(total: int) -> tqdm:
+        return tqdm(total=total, unit=" rows", unit_scale=True, file=sys.stderr, mininterval=0.5)
+
+    started = monotonic()
+    try:
+        data = _run(settings, lambda engine: dataset.generate(engine, size=size, seed=args.seed, progress=bar))
+    except (NotEmptyError, dataset.DatasetError) as exc:
+        sys.exit(f"course-signup: {exc}")
+    print(f"generated {data.summary()} in {monotonic() - started:.0f} s")
 
 
 def _require_schema(settings: Settings) -> None:
