@@ -16,11 +16,11 @@ from course_signup.adapters.cache import InProcessCache, RedisCache
 from course_signup.adapters.ratelimit import RateLimiter
 from course_signup.adapters.redis_link import RedisLink
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
-from course_signup.api import docs, errors, warmup
+from course_signup.api import docs, errors, portal, warmup
 from course_signup.api.hot_paths import HotPaths
 from course_signup.api.middleware import RequestMiddleware
 from course_signup.api.response_cache import CatalogueResponseCache
-from course_signup.api.routes import courses, health, students
+from course_signup.api.routes import courses, health, registrar, students
 from course_signup.services import idempotency
 from course_signup.services.admission import Admissions
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
@@ -95,6 +95,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Course sign-up service: catalogue, seat limits, waitlists and the registrar's API.",
         lifespan=lifespan,
         redirect_slashes=False,
+        # Metrics are our own Prometheus ones; FastAPI's OpenTelemetry hooks would ask, on every
+        # request, whether a provider was configured (a measurable share of a hot request's time).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # api/docs.py serves these, with the pages' assets from the package instead of a CDN.
         openapi_url=None,
         docs_url=None,
@@ -106,6 +109,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(courses.router)
     app.include_router(students.router)
+    app.include_router(registrar.router)
+    portal.install(app, settings)  # GET / and /portal/...: pages that call the routes above
     # Innermost: sign-up and my-courses skip FastAPI's routing, inside CORS and the request middleware.
     app.add_middleware(HotPaths)
     if settings.cors_origins:

@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from course_signup.api import deps, errors
@@ -47,6 +46,7 @@ _LIMIT = re.compile(r"[1-9][0-9]{0,3}")
 _STATUSES = ("enrolled", "waitlisted")
 _CURSOR = re.compile(CURSOR_PATTERN)
 _ROUTE = SimpleNamespace(path="/students/{studentEmail}/courses")  # for the log line and metrics
+_JSON = JSON.encode()
 
 Work = Callable[[Request], Awaitable[tuple[int, bytes]]]
 
@@ -80,20 +80,23 @@ async def _answer(scope: Scope, send: Send, work: Work) -> None:
     request = Request(scope)
     try:
         status, body = await work(request)
-        response = Response(body, status_code=status, media_type=JSON)
     except Exception as exc:
         answer = await errors.answer_for(request, exc)
         if answer is None:
             raise  # RequestMiddleware logs it and answers 500
-        response = answer
-    await response(scope, _no_body, send)
+        await answer(scope, _no_body, send)
+        return
+    # What Response(body, media_type=JSON) sends, without building a Response.
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _my_courses(
     request: Request, email: str, limit: int, cursor: str | None, status: str | None
 ) -> tuple[int, bytes]:
     """GET /students/{studentEmail}/courses, as routes/students.py my_courses answers it."""
-    principal = await deps.verify_bearer(request, deps.bearer_token(request.headers.get("authorization")))
+    principal = await deps.verify_bearer(request, _bearer(request))
     student = deps.authorize_student(principal, email)
     page = PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, shape=(str,)))
     uow = SqlAlchemyUnitOfWork(request.app.state.sessions, request_id=request.state.request_id)
@@ -103,7 +106,7 @@ async def _my_courses(
 
 async def _sign_up(request: Request, email: str, course_id: str, waitlist: bool) -> tuple[int, bytes]:
     """POST /students/{studentEmail}/courses without an Idempotency-Key, as routes/students.py sign_up."""
-    principal = await deps.verify_bearer(request, deps.bearer_token(request.headers.get("authorization")))
+    principal = await deps.verify_bearer(request, _bearer(request))
     await deps.check_write_limit(request, principal)
     student = deps.authorize_student(principal, email)
     state = request.app.state
@@ -175,6 +178,11 @@ async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
         return await receive()
 
     return body, replay
+
+
+def _bearer(request: Request) -> str | None:
+    authorization = _header(request.scope, b"authorization")
+    return deps.bearer_token(None if authorization is None else authorization.decode("latin-1"))
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
