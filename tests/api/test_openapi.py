@@ -41,6 +41,8 @@ OPERATIONS: dict[str, tuple[str, str, set[str]]] = {
         "/students/{studentEmail}/courses/{courseId}/classmates",
         {"200", "400", "401", "403", "404", "503"},
     ),
+    "importCourses": ("post", "/course-imports", {"200", "400", "401", "403", "409", "413", "415", "503"}),
+    "dashboard": ("get", "/dashboard", {"200", "401", "403", "503"}),
 }
 NO_DATABASE = {"health", "metrics"}
 
