@@ -135,6 +135,7 @@ class RedisCache(InProcessCache):
         self._seen: bytes | None = None
         self._bumper: asyncio.Task[None] | None = None
         self._bump_again = False
+        self._written = 0.0  # time.monotonic() of this process's last write
         self._blind_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -197,17 +198,22 @@ class RedisCache(InProcessCache):
 
     def forget_courses(self) -> None:
         self._clear()
+        self._written = time.monotonic()
+        self._start_bump()
+
+    def _start_bump(self) -> None:
         self._bump_again = True
         if self._bumper is None or self._bumper.done():
             self._bumper = asyncio.get_running_loop().create_task(self._announce())
 
     def _shared_readable(self) -> bool:
         # Until this process's own bump lands, shared entries may predate its write: skip them.
-        return (
-            not self._bump_again
-            and (self._bumper is None or self._bumper.done())
-            and (time.monotonic() >= self._blind_until)
-        )
+        if self._bumper is not None and not self._bumper.done():
+            return False
+        if time.monotonic() < self._blind_until:
+            self._start_bump()  # the last one failed: once it lands, nothing older is read
+            return False
+        return True
 
     async def _announce(self) -> None:
         while self._bump_again:
@@ -220,10 +226,11 @@ class RedisCache(InProcessCache):
                 )
             except RedisUnavailableError:
                 # The other processes cannot hear of this write; shared entries built before it
-                # expire within ttl, and until then this process does not read them.
-                self._blind_until = time.monotonic() + self.ttl
+                # expire within ttl of it, and until then (or a later bump) this process skips them.
+                self._blind_until = self._written + self.ttl
             else:
                 self._seen = str(generation).encode()
+                self._blind_until = 0.0
 
     async def _listen(self) -> None:
         while True:
