@@ -3,7 +3,7 @@
 // busiest courses, as small bar charts drawn in SVG. Refreshed every 2 seconds.
 
 (() => {
-  const { api, h, link, say, seats, session, slot } = Portal;
+  const { api, h, hiddenText, link, say, seats, session, slot } = Portal;
   const REFRESH_MS = 2000;
   const SVG = "http://www.w3.org/2000/svg";
   const me = session();
@@ -43,6 +43,11 @@
     return node;
   }
 
+  // What the chart's two ends stand for; screen readers have the chart's own label.
+  function axis() {
+    return h("p", { class: "axis-labels", "aria-hidden": "true" }, h("span", {}, "an hour ago"), h("span", {}, "now"));
+  }
+
   function card(course) {
     const id = encodeURIComponent(course.courseId);
     const signUps = course.signUps.reduce((sum, value) => sum + value, 0);
@@ -58,8 +63,13 @@
         h("div", {}, h("dt", {}, "Sign-ups, last hour"), h("dd", {}, String(signUps))),
       ),
       chart(course.signUps, `Sign-ups per minute in ${course.courseId}`),
-      h("p", { class: "links" }, link(`/portal/registrar/roster?course=${id}`, "Roster"), " ",
-        link(`/portal/registrar/audit-trail?course=${id}`, "Audit trail")),
+      axis(),
+      h(
+        "p",
+        { class: "links" },
+        link(`/portal/registrar/roster?course=${id}`, "Roster", hiddenText(` of ${course.courseId}`)),
+        link(`/portal/registrar/audit-trail?course=${id}`, "Audit trail", hiddenText(` of ${course.courseId}`)),
+      ),
     );
   }
 
@@ -90,7 +100,7 @@
       if (figures !== drawn) {
         drawn = figures;
         say(slot("total"), String(data.signUps.reduce((sum, value) => sum + value, 0)));
-        slot("total-chart").replaceChildren(chart(data.signUps, "Sign-ups per minute, every course"));
+        slot("total-chart").replaceChildren(chart(data.signUps, "Sign-ups per minute, every course"), axis());
         list.replaceChildren(...data.courses.map(card));
       }
       say(status, data.courses.length ? "" : "No sign-ups in the last hour.");
