@@ -264,6 +264,35 @@ def forged_token() -> str:
     return jwt.encode(claims, "not-the-service-secret-" + "x" * 32, algorithm="HS256")
 
 
+def test_the_catalogue_pages_through_results_and_keeps_to_open_seats_on_request(page: Any, api: Api):
+    run = run_id()
+    lines = [f"P{run}{i:02d},Paged course {i},{0 if i % 5 == 0 else 10}" for i in range(25)]  # five are full
+    imported = api.call("POST", "/course-imports", as_="setup@example.com", admin=True, json={"csv": csv(lines)})
+    assert imported.json()["data"]["added"] == 25, imported.text
+    page.goto("/")
+    cards = page.locator("#courses > li")
+    page.get_by_label("Search").fill(f"p{run}")
+    page.get_by_label("Search").press("Enter")
+    expect(cards).to_have_count(20)
+    expect(cards.first).to_have_attribute("data-course", f"P{run}00")
+    next_page, previous_page = (page.get_by_role("button", name=f"{which} page") for which in ("Next", "Previous"))
+    expect(previous_page).to_be_disabled()
+    next_page.click()
+    expect(cards).to_have_count(5)
+    expect(cards.first).to_have_attribute("data-course", f"P{run}20")
+    expect(next_page).to_be_disabled()
+    previous_page.click()
+    expect(cards).to_have_count(20)
+    page.get_by_label("Open seats only").check()
+    expect(cards).to_have_count(20)  # the five full ones are left out, so all fit on one page
+    expect(page.locator(f'li[data-course="P{run}05"]')).to_have_count(0)
+    expect(next_page).to_be_disabled()
+
+
+def csv(lines: list[str]) -> str:
+    return "courseId,name,capacity\n" + "\n".join(lines) + "\n"
+
+
 def test_every_page_fits_a_390_px_phone_without_sideways_scrolling(page: Any, api: Api):
     run = run_id()
     long_course = f"E2E{run}L"

@@ -6,6 +6,7 @@ const Portal = (() => {
   const TOKEN = "course-signup.token";
   const NOTICE = "course-signup.notice";
   const root = document.body.dataset.root || "";
+  let pausedUntil = 0; // after a 429 or 503 with Retry-After, polling waits that long
 
   class ApiError extends Error {
     constructor(status, sentence) {
@@ -94,6 +95,8 @@ const Portal = (() => {
     if (response.ok && envelope) return envelope;
     const sentence =
       envelope && typeof envelope.data === "string" ? envelope.data : "The service could not answer; try again.";
+    const retryAfter = Number(response.headers.get("Retry-After"));
+    if (retryAfter > 0) pausedUntil = Math.max(pausedUntil, Date.now() + retryAfter * 1000);
     if (response.status === 401 && !stay) toSignIn(`${sentence} Please sign in again.`);
     throw new ApiError(response.status, sentence);
   }
@@ -151,13 +154,15 @@ const Portal = (() => {
     return new URLSearchParams(location.search).get(name) || "";
   }
 
-  // Run `task` every `ms` while the page is visible, never two at once; at once again when it shows.
+  // Run `task` every `ms` while the page is visible, never two at once, and not while the service asked
+  // to wait (Retry-After); at once when the page shows again.
   function every(ms, task) {
     let timer = null;
     let running = false;
     async function tick() {
       clearTimeout(timer);
-      if (!document.hidden && !running) {
+      if (running) return; // the run in progress schedules the next one
+      if (!document.hidden && Date.now() >= pausedUntil) {
         running = true;
         try {
           await task();
