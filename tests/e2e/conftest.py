@@ -7,11 +7,7 @@ throws, or if the Content-Security-Policy refuses anything.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI
-from tests.integration.servers import Server, free_port
+from tests.integration.servers import Server, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -43,37 +39,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"no browser: {reason}")
 
 
-def start_portal_server(data_dir: Path) -> Server:
-    """`serve` on the embedded database in data_dir, with no configured secret: as a developer runs it."""
-    port = free_port()
-    log = data_dir / f"serve-{port}.log"
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("COURSE_SIGNUP_")}
-    environment |= {"COURSE_SIGNUP_DATA_DIR": str(data_dir), "COURSE_SIGNUP_LOG_LEVEL": "warning"}
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "course_signup", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=environment,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{server.url}/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"serve did not become ready:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_portal_server(tmp_path_factory.mktemp("portal"))
+    # As a developer runs it: the embedded database and the secret it generates (so the dev sign-in exists).
+    running = start_server(None, tmp_path_factory.mktemp("portal"), secret=None)
     yield running
     running.stop()
 

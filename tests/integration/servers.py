@@ -42,16 +42,27 @@ class Server:
                 self.kill()
 
 
-def start_server(database_url: str | None, data_dir: Path, *, workers: int = 1, **env: str) -> Server:
-    """A ready `serve` process; database_url None means the embedded SQLite file in data_dir."""
+def start_server(
+    database_url: str | None, data_dir: Path, *, workers: int = 1, secret: str | None = JWT_SECRET, **env: str
+) -> Server:
+    """A ready `serve` process; database_url None means the embedded SQLite file in data_dir.
+
+    secret None: no COURSE_SIGNUP_* setting but these, as a developer first runs it (the service
+    generates its own secret, and offers the development sign-in).
+    """
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / f"serve-{port}.log"
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "COURSE_SIGNUP_DATABASE_URL" and (secret is not None or not k.startswith("COURSE_SIGNUP_"))
+    }
     environment = {
-        **{k: v for k, v in os.environ.items() if k != "COURSE_SIGNUP_DATABASE_URL"},
+        **inherited,
         **({"COURSE_SIGNUP_DATABASE_URL": database_url} if database_url else {}),
         "COURSE_SIGNUP_DATA_DIR": str(data_dir),
-        "COURSE_SIGNUP_JWT_SECRET": JWT_SECRET,
+        **({"COURSE_SIGNUP_JWT_SECRET": secret} if secret is not None else {}),
         "COURSE_SIGNUP_LOG_LEVEL": "warning",
         "COURSE_SIGNUP_WORKERS": str(workers),
         **env,
