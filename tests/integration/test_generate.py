@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -64,7 +65,7 @@ def new_postgres() -> Iterator[str]:
     name = f"course_signup_generate_{uuid.uuid4().hex[:8]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, TimeoutError) as exc:
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         _postgres_missing(str(exc))
     try:
         yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://')}/{name}"

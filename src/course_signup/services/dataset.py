@@ -86,12 +86,13 @@ class Dataset:
         ]
 
     def summary(self) -> str:
-        full = sum(1 for c in self.courses if c[3] is not None and c[4] == c[3])
-        waiting = sum(1 for c in self.courses if c[5])
-        waitlisted = sum(c[5] for c in self.courses)
+        capacity, enrolled, waiting = (COURSE_COLUMNS.index(name) for name in ("capacity", "enrolled", "waitlisted"))
+        full = sum(1 for c in self.courses if c[capacity] is not None and c[enrolled] == c[capacity])
+        with_waitlist = sum(1 for c in self.courses if c[waiting])
+        waitlisted = sum(c[waiting] for c in self.courses)
         students = len({row[0] for row in self.enrollments})
         return (
-            f"{len(self.courses)} courses ({full} full, {waiting} with a waitlist), {students} students with"
+            f"{len(self.courses)} courses ({full} full, {with_waitlist} with a waitlist), {students} students with"
             f" {len(self.enrollments)} enrollments ({waitlisted} waitlisted) and {len(self.enrollments)} audit events"
         )
 
