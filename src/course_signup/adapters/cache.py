@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
+from redis.exceptions import RedisError
+
 from course_signup.adapters import metrics
 from course_signup.adapters.redis_link import FAILURES, RedisLink, RedisUnavailableError
 
@@ -255,10 +257,11 @@ class RedisCache(InProcessCache):
 
     async def _subscribe(self, pubsub: Any) -> None:
         await pubsub.subscribe(self._channel)
-        # subscribe() only sends the command; the confirmation proves that Redis answers.
-        confirmation = await pubsub.get_message(timeout=self._link.timeout)
+        # subscribe() only sends the command; the confirmation proves that Redis answers (within
+        # the deadline that run() puts on this whole exchange).
+        confirmation = await pubsub.get_message(timeout=None)
         if confirmation is None or confirmation["type"] != "subscribe":
-            raise TimeoutError("no confirmation of SUBSCRIBE")
+            raise RedisError(f"unexpected answer to SUBSCRIBE: {confirmation!r}")
 
     async def _close_quietly(self, pubsub: Any) -> None:
         with contextlib.suppress(*FAILURES):

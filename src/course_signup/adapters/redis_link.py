@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.exceptions
@@ -31,8 +31,8 @@ T = TypeVar("T")
 FAILURES = (RedisError, OSError, TimeoutError)
 _TIMEOUTS = (TimeoutError, redis.exceptions.TimeoutError)
 OPEN_TIMEOUT_SECONDS = 1.0
+BACKSTOP_SECONDS = 5.0
 READY_TIMEOUT_SECONDS = 0.25
-LATE_TIMEOUTS_TOLERATED = 2
 
 
 class RedisUnavailableError(Exception):
@@ -46,9 +46,13 @@ class RedisLink:
         self.timeout = timeout
         self.retry_seconds = retry_seconds
         # One attempt per command: redis-py's own retries would multiply the deadline during an outage.
-        # The socket timeouts are a backstop; run()'s own deadline, which can tell a late loop, comes first.
+        # Its socket timeouts are only a backstop: like asyncio.timeout(), they would cut a command
+        # short whenever this loop is busy past them, even with the answer already in the socket.
         self.pool = redis.asyncio.ConnectionPool.from_url(
-            url, socket_timeout=2 * timeout, socket_connect_timeout=2 * timeout, retry=Retry(NoBackoff(), 0)
+            url,
+            socket_timeout=BACKSTOP_SECONDS,
+            socket_connect_timeout=BACKSTOP_SECONDS,
+            retry=Retry(NoBackoff(), 0),
         )
         self.client = redis.asyncio.Redis(connection_pool=self.pool)
         self.outages = 0  # outages so far; an operation remembers the one it started in
@@ -56,8 +60,7 @@ class RedisLink:
         self._said = False  # "Redis unavailable" is in the log for the current outage
         self._retry_at = 0.0
         self._probing = False
-        self._late_timeouts = 0
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Future[Any]] = set()  # tasks still finishing after they were given up
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisLink:
@@ -75,35 +78,48 @@ class RedisLink:
             self._probing = probe = True
         outage = self.outages
         try:
-            async with asyncio.timeout(self.timeout) as deadline:
-                result = await operation()
-        except TimeoutError as exc:
-            late = asyncio.get_running_loop().time() - (deadline.when() or 0)
-            # The deadline fired late: this loop was busy elsewhere, and Redis may well have answered
-            # in time. This request falls back; only a run of such timeouts counts against Redis.
-            if late > self.timeout / 2 and not probe and self._late_timeouts < LATE_TIMEOUTS_TOLERATED:
-                self._late_timeouts += 1
-                raise RedisUnavailableError() from exc
-            self.lost(exc, outage, probe=probe)
-            raise RedisUnavailableError() from exc
+            result = await self._within(self.timeout, operation)
         except FAILURES as exc:
             self.lost(exc, outage, probe=probe)
             raise RedisUnavailableError() from exc
         finally:
             if probe:
                 self._probing = False
-        self._late_timeouts = 0
         if probe:
             self._recovered()
         return result
 
+    async def _within(self, deadline: float, operation: Callable[[], Awaitable[T]]) -> T:
+        # Not asyncio.timeout(): when this loop is busy past the deadline, a timer cancels the command
+        # even though its answer is already in the socket. However late the loop comes back here is
+        # time the command may have lost too, so it gets that much more, once, before it counts as late.
+        loop = asyncio.get_running_loop()
+        command = asyncio.ensure_future(operation())
+        try:
+            due = loop.time() + deadline
+            await asyncio.wait({command}, timeout=deadline)
+            late = loop.time() - due
+            if not command.done() and late > 0:
+                await asyncio.wait({command}, timeout=late)
+            if not command.done():
+                raise TimeoutError()
+            return command.result()
+        finally:
+            if not command.done():
+                command.cancel()  # redis-py drops a connection whose command was cut short
+                self._closing.add(command)
+                command.add_done_callback(self._closing.discard)
+
     async def open(self, *scripts: str) -> None:
         """Connect and load `scripts` before the first request: a cold start may outlast a command's deadline."""
+
+        async def connect() -> None:
+            await self.client.ping()
+            for script in scripts:
+                await self.client.script_load(script)
+
         try:
-            async with asyncio.timeout(max(self.timeout, OPEN_TIMEOUT_SECONDS)):
-                await self.client.ping()
-                for script in scripts:
-                    await self.client.script_load(script)
+            await self._within(max(self.timeout, OPEN_TIMEOUT_SECONDS), connect)
         except FAILURES as exc:
             self.lost(exc, self.outages)
             if not self._said:
@@ -111,32 +127,33 @@ class RedisLink:
 
     async def ping(self) -> None:
         """The readiness probe: a real PING whatever the breaker says, with a short deadline of its own."""
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await self.client.ping()
+        await self._within(READY_TIMEOUT_SECONDS, self.client.ping)
 
     def lost(self, exc: BaseException, outage: int, *, probe: bool = False) -> None:
         """Record a failure of an operation that began during `outage`; opens the breaker if it is closed.
 
-        A refused or broken connection is an outage at once. A timeout alone may be this process's
-        own event loop running late (a long synchronous step), so it opens the breaker quietly and
-        the outage is said only when the probe after the cool-down fails too.
+        A refused or broken connection is an outage at once. A timeout alone may be a passing stall
+        (of this process or of Redis on a busy machine), so it opens the breaker quietly and the
+        outage is said only when the probe after the cool-down fails too.
         """
         if self._down_since is None:
             if outage != self.outages:
                 return  # began before an earlier outage ended: says nothing about now
             self._down_since = time.monotonic()
             self.outages += 1
-            # Pooled connections are dead or stuck: drop them all, so recovery starts on fresh ones.
+        elif not probe:
+            return  # began before the breaker opened (its connection may just have been dropped)
+        self._retry_at = time.monotonic() + self.retry_seconds
+        if isinstance(exc, _TIMEOUTS) and not probe:
+            return
+        if not self._said:
+            self._say_unavailable(exc)
+        if not isinstance(exc, _TIMEOUTS):
+            # A connection broke, so the idle ones are dead too: drop them all, so that recovery
+            # starts on fresh connections instead of failing once more on each stale one.
             task = asyncio.get_running_loop().create_task(self._drop_connections())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
-            if not isinstance(exc, _TIMEOUTS):
-                self._say_unavailable(exc)
-        elif not probe:
-            return  # began before the breaker opened (its connection may just have been dropped)
-        elif not self._said:
-            self._say_unavailable(exc)
-        self._retry_at = time.monotonic() + self.retry_seconds
 
     def _say_unavailable(self, exc: BaseException) -> None:
         self._said = True
