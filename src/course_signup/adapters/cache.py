@@ -110,7 +110,7 @@ return {generation, value, redis.call('PTTL', key)}
 _BUMP = """
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[2]) end
 local generation = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[3] .. ' ' .. generation)
 return generation
 """
 
@@ -248,8 +248,12 @@ class RedisCache(InProcessCache):
             try:
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                    if message is not None and message["data"] != self._token:
+                    if message is None:
+                        continue
+                    token, _, generation = message["data"].partition(b" ")
+                    if token != self._token:
                         self._clear()
+                        self._seen = generation
             except FAILURES as exc:
                 self._link.lost(exc, outage)
             finally:

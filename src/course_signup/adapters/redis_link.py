@@ -2,8 +2,9 @@
 
 Every command has a short deadline and no retry. The first failure opens the breaker: for
 `retry_seconds` every caller is told at once that Redis is unavailable (and falls back), then one
-command probes it. The log says "Redis unavailable" once when an outage starts and "Redis back" once
-when a probe succeeds: one line each, never a traceback per request.
+command probes it. The log says "Redis unavailable" once an outage is certain (a broken connection,
+or a timeout that the probe confirms) and "Redis back" when a probe succeeds after it: one line
+each, never a traceback per request.
 """
 
 from __future__ import annotations
