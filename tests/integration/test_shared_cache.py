@@ -17,6 +17,8 @@ import pytest
 import redis.asyncio
 
 from course_signup.adapters import migrations
+from course_signup.adapters.cache import InProcessCache, RedisCache
+from course_signup.adapters.redis_link import RedisLink
 from course_signup.settings import Settings
 from tests.conftest import IN_CI, JWT_SECRET, email, running_app, unique
 from tests.integration.instances import RedisServer, private_redis
@@ -165,3 +167,21 @@ async def test_the_first_page_and_its_courses_are_warmed_at_start(tmp_path: Path
         await shared.flushdb()  # the test's own Redis and database index
     finally:
         await shared.aclose()
+
+
+async def test_a_value_read_before_a_write_is_never_kept_after_it(redis_server: RedisServer):
+    link = RedisLink(redis_server.url.replace("/0", "/2"), timeout=0.025, retry_seconds=1.0)
+    other_process = RedisCache(link, 1.0)
+    try:
+        for cache in (InProcessCache(1.0), RedisCache(link, 1.0)):
+            assert await cache.get("page") is None  # a read misses and goes to the database...
+            cache.forget_courses()  # ...a write commits meanwhile...
+            await cache.put("page", b"before the write")  # ...and the read's answer comes back
+            await asyncio.sleep(0.05)  # the write's announcement has landed
+            assert await cache.get("page") is None
+            await cache.put("page", b"after the write")
+            assert await cache.get("page") == b"after the write"
+        assert await other_process.get("page") == b"after the write"  # from Redis
+        await link.client.flushdb()  # the test's own Redis and database index
+    finally:
+        await link.close()
