@@ -1,6 +1,6 @@
 """What each tier of the catalogue cache buys: GET /courses (the default page) on one `serve` with 2 workers.
 
-    python bench/cache_tiers.py [--duration 5] [--connections 32] [--courses 300] [--rounds 1]
+    python bench/cache_tiers.py [--duration 5] [--connections 32] [--courses 300] [--writes 0] [--rounds 1]
 
 Each configuration runs on a fresh `course-signup serve` (2 workers, PostgreSQL, rate limits off),
 against the same scratch database and the same redis-server of the script's own:
@@ -10,8 +10,10 @@ against the same scratch database and the same redis-server of the script's own:
     local only   no REDIS_URL: each process's own 1 s cache (the default without Redis)
     no cache     no REDIS_URL, CACHE_TTL_SECONDS=0: every answer read and encoded anew
 
-It prints requests per second, latency and Redis commands per second for each. Figures only: on
-a shared machine they move with whatever else runs, so --rounds N interleaves the configurations.
+With --writes N a registrar changes a course N times a second during each run; each change drops
+the writing worker's copy and, with Redis, every other worker's too. It prints requests per second,
+latency and Redis commands per second. Figures only: on a shared machine they move with whatever
+else runs, so --rounds N interleaves the configurations.
 It needs wrk, redis-server, psql and a PostgreSQL server it may create a database on
 (--pg USER@HOST:PORT, default postgres@127.0.0.1:5432); everything it starts is stopped and the
 database dropped at the end.
@@ -27,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +66,7 @@ class Bench:
         self.redis_port = free_port()
         self.redis_process: subprocess.Popen[bytes] | None = None
         self.database_created = False
+        self.admin_token = ""
 
     @property
     def database_url(self) -> str:
@@ -112,13 +116,13 @@ class Bench:
         from course_signup.adapters.tokens import TokenService
         from course_signup.settings import Settings
 
-        token = TokenService(Settings(jwt_secret=self.secret), secret=self.secret).issue(
+        self.admin_token = TokenService(Settings(jwt_secret=self.secret), secret=self.secret).issue(
             "bench@example.com", admin=True
         )
         with self.serve({"redis": False}) as serving:
             for n in range(self.args.courses):
                 body = {"courseId": f"BENCH{n:04d}", "name": f"Course {n}", "lessons": 10, "capacity": 100}
-                status, _ = harness.http_request(serving.port, "POST", "/courses", body, token=token)
+                status, _ = harness.http_request(serving.port, "POST", "/courses", body, token=self.admin_token)
                 assert status == 201, status
         log(f"{self.args.courses} courses")
 
@@ -133,7 +137,12 @@ class Bench:
             harness.run_load(**load, clients=self.args.connections, duration=1)  # warm-up, not recorded
             client = redis.Redis(port=self.redis_port)
             before = client.info("stats")["total_commands_processed"]
-            result = harness.run_load(**load, clients=self.args.connections, duration=self.args.duration)
+            writer = Writer(port, self.admin_token, self.args.writes)
+            writer.start()
+            try:
+                result = harness.run_load(**load, clients=self.args.connections, duration=self.args.duration)
+            finally:
+                writer.stop()
             commands = client.info("stats")["total_commands_processed"] - before
             if result["errors"]:
                 log(f"{name}: {result['errors']} errors ({result['unexpected']}, {result['socket_errors']})")
@@ -143,6 +152,7 @@ class Bench:
             "p50_ms": result["p50_ms"],
             "p99_ms": result["p99_ms"],
             "redis_per_s": commands / result["seconds"] if CONFIGURATIONS[name].get("redis") else 0.0,
+            "writes_per_s": writer.done / result["seconds"],
         }
 
     def tear_down(self) -> None:
@@ -152,6 +162,26 @@ class Bench:
         if self.database_created:
             self.psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Writer(threading.Thread):
+    """A registrar renaming a course `rate` times a second: each change invalidates the whole catalogue cache."""
+
+    def __init__(self, port: int, token: str, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.port, self.token, self.rate = port, token, rate
+        self.done = 0
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while self.rate > 0 and not self._stopping.wait(1 / self.rate):
+            body = {"name": f"Renamed {self.done}"}
+            status, _ = harness.http_request(self.port, "PATCH", "/courses/BENCH0000", body, token=self.token)
+            self.done += status == 200
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
 
 
 class _Serving:
@@ -177,6 +207,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured run (wrk: whole seconds)")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections of the load generator")
     parser.add_argument("--courses", type=int, default=300, help="courses in the catalogue (a page holds 100)")
+    parser.add_argument("--writes", type=float, default=0, help="course changes per second during each run")
     parser.add_argument("--rounds", type=int, default=1, help="times each configuration is measured, interleaved")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="USER@HOST:PORT of the PostgreSQL server")
     parser.add_argument(
@@ -200,11 +231,12 @@ def main() -> None:
     timeout = f", REDIS_TIMEOUT_SECONDS={bench.args.redis_timeout}" if bench.args.redis_timeout else ""
     print(f"\nGET /courses, one serve with 2 workers, {bench.args.connections} connections, "
           f"{bench.args.duration} s per run{timeout}, load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
-    print(f"{'configuration':<13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'Redis cmd/s':>12}")
+    print(f"{'configuration':<13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'Redis cmd/s':>12} {'writes/s':>9}")
     for name, runs in results.items():
         for run in runs:
             print(
-                f"{name:<13} {run['rps']:>9.0f} {run['p50_ms']:>8.2f} {run['p99_ms']:>8.2f} {run['redis_per_s']:>12.0f}"
+                f"{name:<13} {run['rps']:>9.0f} {run['p50_ms']:>8.2f} {run['p99_ms']:>8.2f} "
+                f"{run['redis_per_s']:>12.0f} {run['writes_per_s']:>9.1f}"
             )
 
 
