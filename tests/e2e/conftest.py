@@ -39,7 +39,7 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"no browser: {reason}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # As a developer runs it: the embedded database and the secret it generates (so the dev sign-in exists).
     running = start_server(None, tmp_path_factory.mktemp("portal"), secret=None)
@@ -82,14 +82,16 @@ class Api:
         return self.http.get(f"/courses/{course_id}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(server: Server) -> Iterator[Api]:
     client = Api(server.url)
     yield client
     client.http.close()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running while it is started, and the
+# tests after this folder call asyncio.run(); the browser is closed when the folder is done.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     executable = shutil.which("chromium")
     if executable is None:
