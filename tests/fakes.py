@@ -428,3 +428,7 @@ class FakeCache:
     def forget_courses(self) -> None:
         self.entries.clear()
         self.forgotten += 1
+
+    @property
+    def epoch(self) -> int:
+        return self.forgotten

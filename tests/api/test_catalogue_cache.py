@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from course_signup.adapters import migrations
+from course_signup.api.routes import courses as courses_routes
 from course_signup.settings import Settings
 from tests.api.helpers import assert_error
 from tests.conftest import JWT_SECRET, running_app
@@ -47,3 +48,23 @@ async def test_cached_reads_follow_every_local_write(tmp_path: Path, tokens):
         metrics = (await client.get("/metrics")).text
         assert 'course_cache_lookups_total{result="hit"}' in metrics
         assert 'route="/courses"' in metrics
+
+
+async def test_concurrent_misses_of_one_page_read_the_database_once(tmp_path: Path, monkeypatch):
+    settings = Settings(data_dir=tmp_path, jwt_secret=JWT_SECRET, cache_ttl_seconds=1.0)
+    await asyncio.to_thread(migrations.upgrade, settings)
+    reads = 0
+    original = courses_routes.courses.list_courses
+
+    async def slow_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.05)  # keeps the first read in flight while the others arrive
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(courses_routes.courses, "list_courses", slow_read)
+    async with running_app(settings) as client:
+        answers = await asyncio.gather(*(client.get("/courses?limit=5") for _ in range(20)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert reads == 1  # an expired entry under load costs one database read, not one per request

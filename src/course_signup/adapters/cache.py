@@ -30,6 +30,11 @@ class Cache(Protocol):
     async def put(self, key: str, value: Any) -> None: ...
     def forget_courses(self) -> None: ...
 
+    @property
+    def epoch(self) -> int:
+        """How many invalidations this process has seen: a read begun under another epoch is stale."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Miss:
@@ -78,6 +83,10 @@ class InProcessCache:
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # bounded memory: many distinct cursors cannot grow it forever
         self._entries[key] = (expires, value)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
 
     def _clear(self) -> None:
         self._entries.clear()

@@ -14,6 +14,7 @@ than ours), and 304 with no body when `If-None-Match` names the current ETag.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -79,6 +80,7 @@ async def _send_cached(scope: Scope, send: Send, cached: bytes) -> None:
 class CatalogueResponseCache:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._reading: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or not _CATALOGUE.match(scope["path"]):
@@ -100,6 +102,30 @@ class CatalogueResponseCache:
             scope["route"] = _ROUTES[scope["path"] != "/courses"]  # for the log line and metrics
             await _send_cached(scope, send, cached)
             return
+        # Single flight: requests for a key being read now wait for that read instead of starting
+        # their own (when an entry expires under load, every request in flight would miss at once),
+        # unless a write came in between (epoch), so a process still sees its own writes at once.
+        flight = (key, state.cache.epoch)
+        pending = self._reading.get(flight)
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            if shared is not None:
+                scope["route"] = _ROUTES[scope["path"] != "/courses"]
+                await _send_cached(scope, send, shared)
+                return
+        else:
+            self._reading[flight] = asyncio.get_running_loop().create_future()
+        kept = None
+        try:
+            kept = await self._read(scope, receive, send, key)
+        finally:
+            leader = self._reading.pop(flight, None) if pending is None else None
+            if leader is not None and not leader.done():
+                leader.set_result(kept)  # None: the waiting requests answer through the app themselves
+
+    async def _read(self, scope: Scope, receive: Receive, send: Send, key: str) -> bytes | None:
+        """Answer through the app; a 200 is kept in the cache and returned (ETag, newline, body)."""
+        state = scope["app"].state
         status, chunks = 0, []
 
         async def keep(message: Message) -> None:
@@ -113,5 +139,8 @@ class CatalogueResponseCache:
             await send(message)
 
         await self.app(scope, receive, keep)
-        if status == 200:
-            await state.cache.put(key, b"".join(chunks))
+        if status != 200:
+            return None
+        kept = b"".join(chunks)
+        await state.cache.put(key, kept)
+        return kept
