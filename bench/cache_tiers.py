@@ -1,8 +1,8 @@
-"""What each tier of the catalogue cache buys: GET /courses (the default page) on one `serve` with 2 workers.
+"""What each tier of the catalogue cache buys: GET /courses (the default page) on one `serve` with N workers.
 
-    python bench/cache_tiers.py [--duration 5] [--connections 32] [--courses 300] [--writes 0] [--rounds 1]
+    python bench/cache_tiers.py [--duration 5] [--connections 32] [--courses 300] [--writes 0] [--workers 2]
 
-Each configuration runs on a fresh `course-signup serve` (2 workers, PostgreSQL, rate limits off),
+Each configuration runs on a fresh `course-signup serve` (--workers, default 2; PostgreSQL, rate limits off),
 against the same scratch database and the same redis-server of the script's own:
 
     local+redis  REDIS_URL set: each process's 1 s copy in front of the shared Redis entries
@@ -80,7 +80,7 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_SIGNUP_")}
         env.update(
             COURSE_SIGNUP_DATABASE_URL=self.database_url,
-            COURSE_SIGNUP_WORKERS="2",
+            COURSE_SIGNUP_WORKERS=str(self.args.workers),
             COURSE_SIGNUP_JWT_SECRET=self.secret,
             COURSE_SIGNUP_LOG_LEVEL="warning",
             COURSE_SIGNUP_PORT=str(port),
@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--courses", type=int, default=300, help="courses in the catalogue (a page holds 100)")
     parser.add_argument("--writes", type=float, default=0, help="course changes per second during each run")
     parser.add_argument("--rounds", type=int, default=1, help="times each configuration is measured, interleaved")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the one `serve`")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="USER@HOST:PORT of the PostgreSQL server")
     parser.add_argument(
         "--redis-timeout",
@@ -229,7 +230,7 @@ def main() -> None:
         bench.tear_down()
     load = os.getloadavg()[0]
     timeout = f", REDIS_TIMEOUT_SECONDS={bench.args.redis_timeout}" if bench.args.redis_timeout else ""
-    print(f"\nGET /courses, one serve with 2 workers, {bench.args.connections} connections, "
+    print(f"\nGET /courses, one serve with {bench.args.workers} workers, {bench.args.connections} connections, "
           f"{bench.args.duration} s per run{timeout}, load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
     print(f"{'configuration':<13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'Redis cmd/s':>12} {'writes/s':>9}")
     for name, runs in results.items():
