@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast migrate lint bench fault-drills lock clean
+.PHONY: run test test-fast browser migrate lint bench fault-drills lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 run: $(VENV)/.installed   ## start the API (embedded SQLite unless COURSE_SIGNUP_DATABASE_URL is set)
 	$(BIN)/course-signup serve
 
-test: $(VENV)/.installed-dev   ## the whole suite: unit, API (SQLite + PostgreSQL), integration
+test: $(VENV)/.installed-dev browser   ## the whole suite: unit, API (SQLite + PostgreSQL), integration, browser
 	$(BIN)/pytest
+
+browser:   ## Debian's chromium for the portal's browser tests (Playwright drives it; it downloads no browser)
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is not installed and could not be: the browser tests will be skipped (they fail under CI=true)"
 
 test-fast: $(VENV)/.installed-dev   ## unit tests only: no servers needed
 	$(BIN)/pytest tests/unit
