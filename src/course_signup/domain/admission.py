@@ -1,8 +1,9 @@
 """Who gets a seat: the decision for a batch of sign-ups to one course, taken in arrival order.
 
-One request is a batch of one. The PostgreSQL statement (adapters/repositories.py) takes the same
-decision in SQL, from the same two rules on Course (`seats_left`, `is_open_at`); the SQLite path
-and the unit-test fakes call `decide` below. A property test holds the two to the same answers.
+One request is a batch of one. The PostgreSQL statement (adapters/repositories/admission.py) takes
+the same decision in SQL, from the same two rules on Course (`seats_left`, `is_open_at`); the
+SQLite path and the unit-test fakes call `decide` below. A property test holds them to the same
+answers.
 """
 
 from __future__ import annotations
