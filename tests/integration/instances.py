@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import redis
 
+from tests.conftest import IN_CI
 from tests.integration.servers import free_port
 
 POSTGRES_USER = "postgres"
@@ -192,3 +194,14 @@ def private_redis() -> Iterator[RedisServer]:
     finally:
         server.kill()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def required_private_redis() -> Iterator[RedisServer]:
+    """private_redis(), or a skip where redis-server is not installed (a failure under CI)."""
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("redis-server is needed in CI")
+        pytest.skip("redis-server not installed")
+    with private_redis() as server:
+        yield server

@@ -8,7 +8,6 @@ in the process), the process is never restarted, and its log says "Redis unavail
 
 from __future__ import annotations
 
-import shutil
 import signal
 import statistics
 import time
@@ -20,8 +19,8 @@ import pytest
 import redis.asyncio
 
 from course_signup.settings import Settings
-from tests.conftest import IN_CI, email, unique
-from tests.integration.instances import RedisServer, private_redis
+from tests.conftest import email, unique
+from tests.integration.instances import RedisServer, required_private_redis
 from tests.integration.servers import Server, start_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -38,11 +37,7 @@ REDIS_DEADLINE_SECONDS = Settings.model_fields["redis_timeout_seconds"].default
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is needed in CI")
-        pytest.skip("redis-server not installed")
-    with private_redis() as server:
+    with required_private_redis() as server:
         yield server
 
 

@@ -7,7 +7,6 @@ announcement), long before the 1 s that the TTL alone would allow.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -20,8 +19,8 @@ from course_signup.adapters import migrations
 from course_signup.adapters.cache import InProcessCache, RedisCache
 from course_signup.adapters.redis_link import RedisLink
 from course_signup.settings import Settings
-from tests.conftest import IN_CI, JWT_SECRET, email, running_app, unique
-from tests.integration.instances import RedisServer, private_redis
+from tests.conftest import JWT_SECRET, email, running_app, unique
+from tests.integration.instances import RedisServer, required_private_redis
 from tests.integration.servers import Server, start_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -32,11 +31,7 @@ AT_ONCE_SECONDS = 0.3
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is needed in CI")
-        pytest.skip("redis-server not installed")
-    with private_redis() as server:
+    with required_private_redis() as server:
         yield server
 
 
