@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -143,9 +144,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="course-signup-cpu-"))
     rows = {}
     trees = [*args.trees, *(["floor=src"] if args.floor else [])]
-    for tree in trees:
-        label, _, src = tree.partition("=")
-        rows[label] = measure(label, Path(src), args.seconds, args.clients, tmp, floor=label == "floor" and args.floor)
+    try:
+        for tree in trees:
+            label, _, src = tree.partition("=")
+            floor = label == "floor" and args.floor
+            rows[label] = measure(label, Path(src), args.seconds, args.clients, tmp, floor=floor)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         print(f"{label}: " + ", ".join(f"{k} {v:,.0f}" for k, v in rows[label].items()), file=sys.stderr, flush=True)
     print(f"\nCPU of the API process per request (µs), 1 worker, {args.clients} clients, {args.seconds} s each")
     print("| source | GET /courses (cached) | my-courses | sign-up, hot course | (req/s of each) |")
