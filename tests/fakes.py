@@ -21,7 +21,6 @@ from course_signup.domain.models import (
     IdempotencyRecord,
 )
 from course_signup.domain.pagination import PageRequest
-from course_signup.domain.rules import as_utc
 
 Row = TypeVar("Row", Course, Enrollment, CourseEvent, IdempotencyRecord)
 
@@ -92,11 +91,6 @@ def _check(course: Course) -> None:
         raise FakeIntegrityError(f"{course.course_id}: negative counter")
     if course.capacity is not None and course.enrolled > course.capacity:
         raise FakeIntegrityError(f"{course.course_id}: enrolled {course.enrolled} > capacity {course.capacity}")
-
-
-def _is_open(course: Course, at: datetime) -> bool:
-    opens, closes = as_utc(course.registration_opens_at), as_utc(course.registration_closes_at)
-    return (opens is None or opens <= at) and (closes is None or closes > at)
 
 
 class FakeCourseRepository:
