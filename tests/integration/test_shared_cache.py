@@ -180,3 +180,29 @@ async def test_a_value_read_before_a_write_is_never_kept_after_it(redis_server: 
         await link.client.flushdb()  # the test's own Redis and database index
     finally:
         await link.close()
+
+
+async def test_a_value_built_from_a_cached_one_expires_no_later_than_it(redis_server: RedisServer):
+    link = RedisLink(redis_server.url.replace("/0", "/3"), timeout=0.025, retry_seconds=1.0)
+    try:
+        for cache in (InProcessCache(0.3), RedisCache(link, 0.3)):
+
+            async def build_page(cache: InProcessCache = cache) -> None:
+                assert await cache.get("page") is None
+                await cache.put("page", b"rows")
+
+            # another request: its answer is made from the kept page
+            async def build_answer(cache: InProcessCache = cache) -> None:
+                assert await cache.get("answer") is None
+                assert await cache.get("page") == b"rows"
+                await cache.put("answer", b"answer made from rows")
+
+            await asyncio.create_task(build_page())
+            await asyncio.sleep(0.2)
+            await asyncio.create_task(build_answer())
+            await asyncio.sleep(0.15)  # the page has expired (0.35 s > 0.3 s), so must the answer
+            assert await cache.get("page") is None
+            assert await cache.get("answer") is None
+        await link.client.flushdb()  # the test's own Redis and database index
+    finally:
+        await link.close()

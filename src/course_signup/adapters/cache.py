@@ -55,6 +55,8 @@ class InProcessCache:
         # Counts invalidations: a value read before one is never kept after it.
         self._epoch = 0
         self._misses: WeakKeyDictionary[asyncio.Task[Any], dict[str, _Miss]] = WeakKeyDictionary()
+        # The earliest expiry of the entries a task was served: what it builds from them expires no later.
+        self._served: WeakKeyDictionary[asyncio.Task[Any], float] = WeakKeyDictionary()
 
     async def get(self, key: str) -> Any | None:
         value = self._local(key)
@@ -68,14 +70,33 @@ class InProcessCache:
     async def put(self, key: str, value: Any) -> None:
         miss = self._take_miss(key)
         if miss.epoch == self._epoch:
-            self._keep(key, value, expires=miss.started + self.ttl)
+            self._keep(key, value, expires=self._expiry(miss))
 
     def forget_courses(self) -> None:
         self._clear()
 
     def _local(self, key: str) -> Any | None:
         entry = self._entries.get(key)
-        return None if entry is None or entry[0] < time.monotonic() else entry[1]
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        self._note_served(entry[0])
+        return entry[1]
+
+    def _note_served(self, expires: float) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._served[task] = min(expires, self._served.get(task, expires))
+
+    def _expiry(self, miss: _Miss) -> float:
+        """TTL from the read that built the value, and never later than an entry it was built from.
+
+        (A page kept as an HTTP answer may be built from the page kept by the service a moment
+        earlier: without this, the answer would outlive the data it shows by up to one TTL.)
+        """
+        task = asyncio.current_task()
+        served = self._served.get(task) if task is not None else None
+        expires = miss.started + self.ttl
+        return expires if served is None else min(expires, served)
 
     def _keep(self, key: str, value: Any, *, expires: float) -> None:
         if self.max_entries <= 0 or expires <= time.monotonic():
@@ -190,15 +211,17 @@ class RedisCache(InProcessCache):
             self._note_miss(key, _Miss(self._epoch, started, generation))
             return None
         value, ttl_ms = found[1], found[2]
+        expires = time.monotonic() + min(self.ttl, ttl_ms / 1000)
+        self._note_served(expires)
         if self._epoch == epoch:
-            self._keep(key, value, expires=time.monotonic() + min(self.ttl, ttl_ms / 1000))
+            self._keep(key, value, expires=expires)
         return value
 
     async def put(self, key: str, value: Any) -> None:
         miss = self._take_miss(key)
         if miss.epoch != self._epoch:
             return
-        expires = miss.started + self.ttl
+        expires = self._expiry(miss)
         self._keep(key, value, expires=expires)
         remaining_ms = int((expires - time.monotonic()) * 1000)
         if miss.generation is None or not isinstance(value, bytes) or remaining_ms <= 0:
