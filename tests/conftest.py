@@ -22,7 +22,7 @@ from course_signup.settings import Settings
 
 PG_ADMIN_DSN = os.environ.get("COURSE_SIGNUP_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 JWT_SECRET = "test-secret-" + "x" * 40
-TABLES = ("enrollments", "course_events", "idempotency_keys", "courses")
+TABLES = ("enrollments", "course_events", "idempotency_keys", "admission_progress", "courses")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

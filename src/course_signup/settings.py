@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -32,7 +33,13 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".course-signup")
     database_url: str | None = None  # None: embedded SQLite under data_dir
     redis_url: str | None = None  # None: in-process cache and rate limits
-    broker_url: str | None = None  # None: sign-ups written synchronously
+    broker_url: str | None = None  # RabbitMQ; needed by ADMISSION=queue and by the event relay
+    # Read-only endpoints go to these streaming replicas (comma-separated URLs); empty: the primary.
+    database_replica_urls: Annotated[list[str], NoDecode] = []
+    # A replica further behind than this is skipped (its reads go to the primary).
+    replica_max_lag_seconds: float = Field(5.0, gt=0, le=3600)
+    # After a student's write, their reads go to the primary for this long (read your own writes).
+    replica_read_your_writes_seconds: float = Field(5.0, ge=0, le=3600)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -63,6 +70,23 @@ class Settings(BaseSettings):
 
     # Concurrent sign-ups for one course in one process are admitted by one statement.
     batch_admission: bool = True
+
+    # database: each sign-up and drop is decided and written by PostgreSQL (or SQLite) before the answer.
+    # queue: decided atomically in Redis, handed to RabbitMQ (durable, confirmed) before the answer, and
+    # written to the database by `course-signup worker`. Needs REDIS_URL and BROKER_URL.
+    admission: Literal["database", "queue"] = "database"
+    # Queue mode: admission messages go to this many queues by course (one active consumer each).
+    queue_shards: int = Field(4, ge=1, le=64)
+    # Queue mode: a decision whose publish is not confirmed in this time is undone and answered 503.
+    queue_publish_timeout_seconds: float = Field(2.0, gt=0, le=30)
+    # Queue mode: a decision still unconfirmed after this long (its API process died) is settled
+    # by the worker's reconciler: a sign-up is released, a drop or promotion is published.
+    queue_pending_seconds: float = Field(10.0, gt=0, le=600)
+    # The worker writes at most this many admission messages per transaction.
+    worker_batch_size: int = Field(500, ge=1, le=10_000)
+
+    # serve: on SIGTERM, finish what is in flight and exit within this many seconds.
+    shutdown_timeout: float = Field(20.0, gt=0, le=600)
 
     cache_ttl_seconds: float = Field(1.0, ge=0, le=1.0)  # API.md: other processes lag at most 1 s
     # With REDIS_URL, entries each process keeps in front of the shared ones (0: Redis only).
@@ -104,6 +128,21 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _split_replicas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _supported_replicas(cls, value: list[str]) -> list[str]:
+        urls = [cls._supported_database(url) for url in value]
+        if any(url is None or not url.startswith("postgresql") for url in urls):
+            raise ValueError("replicas must be PostgreSQL URLs")
+        return [url for url in urls if url is not None]
+
     @field_validator("jwt_secret")
     @classmethod
     def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
@@ -143,6 +182,20 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def queue_mode(self) -> bool:
+        return self.admission == "queue"
+
+    def missing_for_queue_mode(self) -> list[str]:
+        """The settings ADMISSION=queue needs and does not have (empty when it can run)."""
+        if not self.queue_mode:
+            return []
+        needed = {"COURSE_SIGNUP_REDIS_URL": self.redis_url, "COURSE_SIGNUP_BROKER_URL": self.broker_url}
+        missing = [name for name, value in needed.items() if not value]
+        if self.is_sqlite:
+            missing.append("COURSE_SIGNUP_DATABASE_URL (PostgreSQL)")
+        return missing
 
 
 @lru_cache

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,3 +206,48 @@ def required_private_redis() -> Iterator[RedisServer]:
         pytest.skip("redis-server not installed")
     with private_redis() as server:
         yield server
+
+
+BROKER_HOST = "127.0.0.1:5672"
+
+
+@dataclass
+class RabbitVhost:
+    """A vhost of the test's own on the machine's RabbitMQ: its queues, exchanges and connections only."""
+
+    name: str
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{BROKER_HOST}/{self.name}"
+
+    def close_connections(self) -> None:
+        """Close every client connection to this vhost (and no other), as a broker failover would."""
+        _rabbitmqctl("close_all_connections", "-p", self.name, "closed by a course-signup test")
+
+
+def _rabbitmqctl(*arguments: str) -> str:
+    done = subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, timeout=60, capture_output=True, text=True)
+    return done.stdout
+
+
+@contextlib.contextmanager
+def private_vhost() -> Iterator[RabbitVhost]:
+    """A fresh RabbitMQ vhost that guest may use, deleted afterwards (a failure in CI when impossible)."""
+    if shutil.which("rabbitmqctl") is None:
+        if IN_CI:
+            pytest.fail("rabbitmqctl is needed in CI")
+        pytest.skip("rabbitmqctl not installed")
+    vhost = RabbitVhost(f"course_signup_test_{os.getpid()}_{uuid.uuid4().hex[:8]}")
+    try:
+        _rabbitmqctl("add_vhost", vhost.name)
+        _rabbitmqctl("set_permissions", "-p", vhost.name, "guest", ".*", ".*", ".*")
+    except (subprocess.SubprocessError, OSError) as exc:
+        if IN_CI:
+            pytest.fail(f"RabbitMQ is required in CI: {exc}")
+        pytest.skip(f"RabbitMQ not reachable: {exc}")
+    try:
+        yield vhost
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            _rabbitmqctl("delete_vhost", vhost.name)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     case,
     or_,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.hybrid import hybrid_method, hybrid_property
@@ -146,11 +147,24 @@ class Enrollment(Base):
 
 
 class CourseEvent(Base):
-    """Append-only audit trail; kept after a course is deleted, so no foreign key."""
+    """Append-only audit trail; kept after a course is deleted, so no foreign key.
+
+    It is also the outbox: the event relay publishes rows whose `published_at` is NULL, in event_id
+    order, and then stamps them.
+    """
 
     __tablename__ = "course_events"
-    # by course for its audit trail; by time for the dashboard's last hour
-    __table_args__ = (Index(None, "course_id", "event_id"), Index(None, "at"))
+    # by course for its audit trail; by time for the dashboard's last hour; the relay's backlog
+    __table_args__ = (
+        Index(None, "course_id", "event_id"),
+        Index(None, "at"),
+        Index(
+            "ix_course_events_unpublished",
+            "event_id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
 
     event_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     course_id: Mapped[str] = mapped_column(String(32))
@@ -158,6 +172,21 @@ class CourseEvent(Base):
     student_id: Mapped[str] = mapped_column(String(254))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AdmissionProgress(Base):
+    """Queue mode: per course, the sequence number of the newest decision the worker has written.
+
+    Decisions of a course are written in sequence order, so a redelivered message whose number is
+    not above this one was written already and changes nothing. No foreign key: it outlives a
+    force-deleted course, whose numbering continues if the id is used again.
+    """
+
+    __tablename__ = "admission_progress"
+
+    course_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    applied_seq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class IdempotencyRecord(Base):
