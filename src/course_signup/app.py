@@ -21,7 +21,7 @@ from course_signup.api.hot_paths import HotPaths
 from course_signup.api.middleware import RequestMiddleware
 from course_signup.api.response_cache import CatalogueResponseCache
 from course_signup.api.routes import courses, health, registrar, students
-from course_signup.services import idempotency
+from course_signup.services import idempotency, queue_admission
 from course_signup.services.admission import Admissions
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 from course_signup.settings import Settings, get_settings
@@ -62,6 +62,10 @@ def create_app(settings: Settings) -> FastAPI:
             ttl, entries = settings.cache_ttl_seconds, settings.cache_local_entries
             app.state.cache = RedisCache(redis_link, ttl, max_entries=entries)
         app.state.admissions = Admissions(batching=settings.batch_admission)
+        queue_mode = queue_admission.open_for(settings) if settings.queue_mode else None
+        if queue_mode is not None:
+            app.state.admissions = queue_mode.admissions
+            await queue_mode.queue.open()  # connects, and reconnects, in the background
         app.state.probes = {"database": lambda: database.ping(engine)}
         if redis_link is not None:
             app.state.probes["redis"] = redis_link.ping
@@ -71,10 +75,12 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.tokens = None
         else:
             app.state.tokens = TokenService(settings, secret=load_or_create_secret(settings))
-        if settings.broker_url:
+        if queue_mode is not None:
+            app.state.probes["broker"] = queue_mode.queue.ping
+            app.state.probes["admission"] = queue_mode.ensure_loaded
+        elif settings.broker_url:
             broker_url = settings.broker_url
             app.state.probes["broker"] = lambda: broker.ping(broker_url)
-            log.warning("BROKER_URL is set: /ready checks the broker, but every sign-up is written synchronously")
         if redis_link is not None:
             await app.state.cache.open(warm=lambda: warmup.warm_catalogue(app))  # once app.state is complete
         purger = asyncio.create_task(_purge_idempotency_keys(app))
@@ -87,6 +93,8 @@ def create_app(settings: Settings) -> FastAPI:
             if redis_link is not None:
                 await app.state.cache.close()
                 await redis_link.close()
+            if queue_mode is not None:
+                await queue_mode.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -87,6 +87,11 @@ class Settings(BaseSettings):
 
     # serve: on SIGTERM, finish what is in flight and exit within this many seconds.
     shutdown_timeout: float = Field(20.0, gt=0, le=600)
+    # serve: a request line and headers over this many bytes are refused (431) and the connection closed.
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # serve: a request's headers must arrive within this many seconds of its first byte (or of the
+    # connection opening), else 408 and the connection is closed: a slow client cannot hold it open.
+    client_header_timeout_seconds: float = Field(10.0, gt=0, le=300)
 
     cache_ttl_seconds: float = Field(1.0, ge=0, le=1.0)  # API.md: other processes lag at most 1 s
     # With REDIS_URL, entries each process keeps in front of the shared ones (0: Redis only).
@@ -150,6 +155,13 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("set but empty; set a long random value, or unset it to generate one")
         return value
+
+    @model_validator(mode="after")
+    def _queue_mode_complete(self) -> Settings:
+        missing = self.missing_for_queue_mode()
+        if missing:
+            raise ValueError(f"queue admission needs {', '.join(missing)}")
+        return self
 
     @classmethod
     def settings_customise_sources(

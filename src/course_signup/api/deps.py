@@ -22,7 +22,7 @@ from course_signup.domain.pagination import (
     PageRequest,
     decode_cursor,
 )
-from course_signup.services.admission import Admissions
+from course_signup.services.admission import Admitter
 from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
 
@@ -34,7 +34,7 @@ async def get_cache(request: Request) -> Cache:
     return request.app.state.cache
 
 
-async def get_admissions(request: Request) -> Admissions:
+async def get_admissions(request: Request) -> Admitter:
     return request.app.state.admissions
 
 
@@ -167,7 +167,7 @@ def paging(shape: KeyShape) -> Callable[..., Awaitable[PageRequest]]:
 
 UowDep = Annotated[SqlAlchemyUnitOfWork, Depends(get_uow)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
-AdmissionsDep = Annotated[Admissions, Depends(get_admissions)]
+AdmissionsDep = Annotated[Admitter, Depends(get_admissions)]
 PathStudent = Annotated[str, Depends(path_student)]
 PathCourse = Annotated[str, Depends(path_course)]
 Admin = Depends(require_admin)

@@ -26,6 +26,7 @@ STATUS_BY_ERROR: dict[type[e.DomainError], int] = {
     e.EnrollmentNotFoundError: 404,
     e.NotClassmateError: 404,
     e.RateLimitedError: 429,
+    e.AdmissionUnavailableError: 503,
 }  # every other DomainError is a 409 conflict with the current state
 
 RETRY_AFTER_SECONDS = "1"
@@ -40,6 +41,8 @@ async def domain_error_handler(request: Request, exc: Exception) -> Response:
         headers = {"WWW-Authenticate": 'Bearer realm="course-signup"'}
     elif isinstance(exc, e.RateLimitedError):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif status == 503:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
     return error(status, str(exc), headers)
 
 

@@ -94,3 +94,9 @@ class RateLimitedError(DomainError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(self.sentence)
         self.retry_after = retry_after
+
+
+class AdmissionUnavailableError(DomainError):
+    """Queue mode cannot decide or hand off a sign-up or drop right now; nothing was admitted (503)."""
+
+    sentence = "Sign-ups are paused for a moment; try again shortly."

@@ -13,15 +13,29 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
+from course_signup.domain import rules
 from course_signup.domain.admission import Admission, AdmissionRequest, status_of
-from course_signup.domain.models import utcnow
+from course_signup.domain.errors import CourseNotFoundError, EnrollmentNotFoundError
+from course_signup.domain.events import EventType
+from course_signup.domain.models import STATUS_ENROLLED, utcnow
 from course_signup.services.unit_of_work import UnitOfWork
 
 MAX_BATCH = 256
 # A retry happens only when a concurrent sign-up of the same student committed while the statement
 # waited for the course; the retry's fresh snapshot sees it. More than a few in a row means trouble.
 MAX_ATTEMPTS = 10
+
+
+class Admitter(Protocol):
+    """How sign-ups and drops are decided: by the database (Admissions) or in Redis (QueueAdmissions)."""
+
+    queued: bool
+
+    async def admit(self, uow: UnitOfWork, course_id: str, request: AdmissionRequest) -> Admission: ...
+    async def drop(self, uow: UnitOfWork, *, student_id: str, course_id: str) -> str | None: ...
 
 
 class AdmissionContendedError(RuntimeError):
@@ -53,14 +67,42 @@ class Admissions:
     """Admits sign-ups, one statement per course at a time in this process, batching those that wait.
 
     With `batching` off, every request runs its own statement (the database still serialises them
-    on the course's row lock), which the benchmark uses for comparison.
+    on the course's row lock), which the benchmark uses for comparison. This is the database mode;
+    services/queue_admission.py has the same two methods for the queue mode.
     """
+
+    queued = False  # decisions are the database's own
 
     def __init__(self, *, batching: bool = True, max_batch: int = MAX_BATCH) -> None:
         self.batching = batching
         self.max_batch = max_batch
         # A course has a queue here exactly while one of its statements is in flight.
         self._queues: dict[str, deque[_Waiter]] = {}
+
+    async def drop(self, uow: UnitOfWork, *, student_id: str, course_id: str) -> str | None:
+        """Drop an enrollment or leave the waitlist; returns the student promoted into a freed seat."""
+        now = utcnow()
+        async with uow:
+            try:
+                # The course row is locked first, in the same order sign-ups lock it: no deadlock.
+                await uow.courses.get(course_id, for_update=True)
+            except CourseNotFoundError:
+                raise EnrollmentNotFoundError() from None
+            removed = await uow.enrollments.remove(student_id=student_id, course_id=course_id)
+            if removed is None:
+                raise EnrollmentNotFoundError()
+            promoted: list[str] = []
+            if removed.status == STATUS_ENROLLED:
+                await uow.courses.adjust_counters(course_id, enrolled=-1, at=now)
+                await uow.events.add(course_id=course_id, type=EventType.DROPPED, student_ids=[student_id], at=now)
+                promoted = await promote_waitlisted(uow, course_id, at=now)
+            else:
+                await uow.courses.adjust_counters(course_id, waitlisted=-1, at=now)
+                await uow.events.add(
+                    course_id=course_id, type=EventType.LEFT_WAITLIST, student_ids=[student_id], at=now
+                )
+            await uow.commit()
+        return promoted[0] if promoted else None
 
     async def admit(self, uow: UnitOfWork, course_id: str, request: AdmissionRequest) -> Admission:
         if not self.batching:
@@ -118,3 +160,14 @@ class Admissions:
             self._start(course_id, queue)
         else:
             del self._queues[course_id]
+
+
+async def promote_waitlisted(uow: UnitOfWork, course_id: str, *, at: datetime) -> list[str]:
+    """Admit waitlisted students in ticket order while seats are free; the course row is locked."""
+    course = await uow.courses.get(course_id)
+    count = rules.seats_to_promote(capacity=course.capacity, enrolled=course.enrolled, waitlisted=course.waitlisted)
+    promoted = await uow.enrollments.promote_first(course_id, count, at=at)
+    if promoted:
+        await uow.courses.adjust_counters(course_id, enrolled=len(promoted), waitlisted=-len(promoted), at=at)
+        await uow.events.add(course_id=course_id, type=EventType.PROMOTED, student_ids=promoted, at=at)
+    return promoted

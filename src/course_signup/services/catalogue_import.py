@@ -11,6 +11,7 @@ from course_signup.adapters.cache import Cache
 from course_signup.domain import rules
 from course_signup.domain.errors import CourseNotFoundError, DomainError
 from course_signup.domain.models import utcnow
+from course_signup.services.admission import Admitter
 from course_signup.services.courses import apply_changes, new_course
 from course_signup.services.unit_of_work import UnitOfWork
 
@@ -46,16 +47,25 @@ def parse(lines: Iterable[str]) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-async def import_courses(uow: UnitOfWork, cache: Cache, rows: list[tuple[int, dict[str, Any]]]) -> tuple[int, int]:
-    """Insert new courses and change existing ones; returns (added, changed)."""
+async def import_courses(
+    uow: UnitOfWork, cache: Cache, rows: list[tuple[int, dict[str, Any]]], *, admissions: Admitter | None = None
+) -> tuple[int, int]:
+    """Insert new courses and change existing ones; returns (added, changed).
+
+    In queue mode the admission state takes the imported capacities and windows after the commit
+    (checked there against the live seat count; a capacity under it is kept as it was and logged).
+    """
+    queued = admissions if admissions is not None and admissions.queued else None
+    imported: list[str] = []
     added = changed = 0
     now = utcnow()
     problems = []
     async with uow:
         for line, fields in rows:
             course_id = fields.pop("course_id")
+            imported.append(course_id)
             try:
-                await apply_changes(uow, course_id=course_id, changes=fields, at=now)
+                await apply_changes(uow, course_id=course_id, changes=fields, at=now, promote=queued is None)
                 changed += 1
             except CourseNotFoundError:
                 if await uow.courses.add(new_course(course_id, at=now, **fields)):
@@ -67,6 +77,8 @@ async def import_courses(uow: UnitOfWork, cache: Cache, rows: list[tuple[int, di
         if problems:
             raise CatalogueImportError(problems)  # leaving the unit of work rolls every row back
         await uow.commit()
+    if queued is not None:
+        await queued.reload(uow, imported)  # type: ignore[attr-defined]
     cache.forget_courses()
     return added, changed
 

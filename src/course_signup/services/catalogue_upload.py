@@ -8,6 +8,7 @@ import io
 from course_signup.adapters.cache import Cache
 from course_signup.domain.errors import DomainError, InvalidInputError
 from course_signup.services import catalogue_import
+from course_signup.services.admission import Admitter
 from course_signup.services.unit_of_work import UnitOfWork
 
 NOTHING_IMPORTED = "Nothing was imported"
@@ -24,7 +25,9 @@ class ImportConflictError(DomainError):
         return self._sentence
 
 
-async def import_csv(uow: UnitOfWork, cache: Cache, *, text: str) -> tuple[int, int]:
+async def import_csv(
+    uow: UnitOfWork, cache: Cache, *, text: str, admissions: Admitter | None = None
+) -> tuple[int, int]:
     """Insert or change the courses of a CSV text, all or nothing; returns (added, changed).
 
     Line numbers are the file's (the header is line 1), as `course-signup import-courses` reports them.
@@ -37,7 +40,7 @@ async def import_csv(uow: UnitOfWork, cache: Cache, *, text: str) -> tuple[int, 
     except csv.Error as exc:
         raise InvalidInputError(f"{NOTHING_IMPORTED}: the file is not valid CSV ({exc}).") from None
     try:
-        return await catalogue_import.import_courses(uow, cache, rows)
+        return await catalogue_import.import_courses(uow, cache, rows, admissions=admissions)
     except catalogue_import.CatalogueImportError as exc:
         raise ImportConflictError(_sentence(exc.problems)) from None
 

@@ -12,7 +12,7 @@ from course_signup.domain.errors import CourseExistsError, CourseHasEnrollmentsE
 from course_signup.domain.events import EventType
 from course_signup.domain.models import STATUS_ENROLLED, Course, utcnow
 from course_signup.domain.pagination import Page, PageRequest, make_page
-from course_signup.services.enrollments import promote_waitlisted
+from course_signup.services.admission import Admitter, promote_waitlisted
 from course_signup.services.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -54,6 +54,7 @@ async def list_courses(
     render: Callable[[Page[Course]], T],
     text: str | None = None,
     available: bool = False,
+    admissions: Admitter | None = None,
 ) -> T:
     """One page of the catalogue, by course id, as `render` shapes it; cached until a write or the TTL.
 
@@ -67,13 +68,16 @@ async def list_courses(
     async with uow:
         await uow.single_statements()  # one read: no BEGIN/ROLLBACK round trips around it
         rows = list(await uow.courses.list(page, text=text, available_at=utcnow() if available else None))
+    await _live_seats(admissions, rows)
     # The rendered form is what is cached, so a hit costs no encoding at all.
     rendered = render(make_page(rows, page, key=lambda course: (course.course_id,)))
     await cache.put(key, rendered)
     return rendered
 
 
-async def get_course(uow: UnitOfWork, cache: Cache, *, course_id: str, render: Callable[[Course], T]) -> T:
+async def get_course(
+    uow: UnitOfWork, cache: Cache, *, course_id: str, render: Callable[[Course], T], admissions: Admitter | None = None
+) -> T:
     """One course as `render` shapes it; CourseNotFoundError if there is none."""
     key = f"course:{course_id}"
     cached = await cache.get(key)
@@ -82,12 +86,15 @@ async def get_course(uow: UnitOfWork, cache: Cache, *, course_id: str, render: C
     async with uow:
         await uow.single_statements()
         course = await uow.courses.get(course_id)
+    await _live_seats(admissions, [course])
     rendered = render(course)
     await cache.put(key, rendered)
     return rendered
 
 
-async def create_course(uow: UnitOfWork, cache: Cache, *, course_id: str, **fields: Any) -> Course:
+async def create_course(
+    uow: UnitOfWork, cache: Cache, *, course_id: str, admissions: Admitter | None = None, **fields: Any
+) -> Course:
     """Add a course to the catalogue; CourseExistsError if the id is taken."""
     rules.ensure_window_valid(fields.get("registration_opens_at"), fields.get("registration_closes_at"))
     course = new_course(course_id, at=utcnow(), **fields)
@@ -95,32 +102,73 @@ async def create_course(uow: UnitOfWork, cache: Cache, *, course_id: str, **fiel
         if not await uow.courses.add(course):
             raise CourseExistsError()
         await uow.commit()
+    if admissions is not None and admissions.queued:
+        await admissions.course_created(uow, course)  # type: ignore[attr-defined]
     cache.forget_courses()
     return course
 
 
-async def change_course(uow: UnitOfWork, cache: Cache, *, course_id: str, changes: dict[str, Any]) -> Course:
+async def change_course(
+    uow: UnitOfWork, cache: Cache, *, course_id: str, changes: dict[str, Any], admissions: Admitter | None = None
+) -> Course:
     """Change catalogue fields; raising capacity promotes waitlisted students in order."""
+    queued = admissions if admissions is not None and admissions.queued else None
     async with uow:
-        course = await apply_changes(uow, course_id=course_id, changes=changes, at=utcnow())
+        course = await apply_changes(uow, course_id=course_id, changes=changes, at=utcnow(), queued=queued)
         await uow.commit()
+    if queued is not None:
+        await queued.promote(course_id)  # type: ignore[attr-defined]
+        await _live_seats(queued, [course])
     cache.forget_courses()
     return course
 
 
-async def apply_changes(uow: UnitOfWork, *, course_id: str, changes: dict[str, Any], at: datetime) -> Course:
-    """Change a course inside the caller's transaction, promoting from the waitlist if seats opened."""
+async def apply_changes(
+    uow: UnitOfWork,
+    *,
+    course_id: str,
+    changes: dict[str, Any],
+    at: datetime,
+    queued: Admitter | None = None,
+    promote: bool = True,
+) -> Course:
+    """Change a course inside the caller's transaction, promoting from the waitlist if seats opened.
+
+    In queue mode (`queued`) the seats are counted in Redis: the capacity is checked and set there,
+    atomically against the live count, while this transaction holds the course's row (the worker's
+    writes to it wait); the caller promotes through the queue after the commit.
+    """
     unknown = set(changes) - set(CATALOGUE_FIELDS)
     if unknown:
         raise ValueError(f"not catalogue fields: {sorted(unknown)}")
     course = await uow.courses.get(course_id, for_update=True)
     merged = {field: changes.get(field, getattr(course, field)) for field in CATALOGUE_FIELDS}
     rules.ensure_window_valid(merged["registration_opens_at"], merged["registration_closes_at"])
+    if queued is not None:
+        await queued.configure(course, merged)  # type: ignore[attr-defined]
+        try:
+            if changes:
+                await uow.courses.change(course_id, {**changes, "updated_at": at})
+            return await uow.courses.get(course_id)
+        except BaseException:
+            await queued.restore(course)  # type: ignore[attr-defined]
+            raise
     rules.ensure_capacity_allowed(merged["capacity"], enrolled=course.enrolled)
     if changes:
         await uow.courses.change(course_id, {**changes, "updated_at": at})
-    await promote_waitlisted(uow, course_id, at=at)
+    if promote:
+        await promote_waitlisted(uow, course_id, at=at)
     return await uow.courses.get(course_id)
+
+
+async def _live_seats(admissions: Admitter | None, rows: list[Course]) -> None:
+    """Queue mode: seat figures from the admission state, which is ahead of the worker's writes."""
+    if admissions is None or not admissions.queued or not rows:
+        return
+    live = await admissions.live_counters(course.course_id for course in rows)  # type: ignore[attr-defined]
+    for course in rows:
+        if course.course_id in live:
+            course.enrolled, course.waitlisted = live[course.course_id]
 
 
 async def seed_catalogue(uow: UnitOfWork) -> list[str]:
@@ -135,9 +183,30 @@ async def seed_catalogue(uow: UnitOfWork) -> list[str]:
     return added
 
 
-async def delete_course(uow: UnitOfWork, cache: Cache, *, course_id: str, force: bool) -> None:
-    """Remove a course; with enrollments only when forced, recording each removal in the audit trail."""
+async def delete_course(
+    uow: UnitOfWork, cache: Cache, *, course_id: str, force: bool, admissions: Admitter | None = None
+) -> None:
+    """Remove a course; with enrollments only when forced, recording each removal in the audit trail.
+
+    In queue mode the course leaves the admission state first (refused there if it has students,
+    counted live); decisions of it still queued then find no course and change nothing.
+    """
     now = utcnow()
+    queued = admissions if admissions is not None and admissions.queued else None
+    if queued is not None:
+        await queued.remove(course_id, force=force)  # type: ignore[attr-defined]
+        force = True  # the live count said yes; the database's rows may only lag behind it
+    try:
+        await _delete_rows(uow, course_id=course_id, force=force, at=now)
+    except BaseException:
+        if queued is not None:
+            await queued.reload(uow, [course_id])  # type: ignore[attr-defined]
+        raise
+    cache.forget_courses()
+
+
+async def _delete_rows(uow: UnitOfWork, *, course_id: str, force: bool, at: datetime) -> None:
+    now = at
     async with uow:
         course = await uow.courses.get(course_id, for_update=True)
         if (course.enrolled or course.waitlisted) and not force:
@@ -149,4 +218,3 @@ async def delete_course(uow: UnitOfWork, cache: Cache, *, course_id: str, force:
         await uow.events.add(course_id=course_id, type=EventType.LEFT_WAITLIST, student_ids=waiting, at=now)
         await uow.courses.remove(course_id)
         await uow.commit()
-    cache.forget_courses()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from course_signup.adapters.cache import Cache
-from course_signup.domain import rules
 from course_signup.domain.admission import AdmissionRequest, Verdict
 from course_signup.domain.errors import (
     AlreadyEnrolledError,
@@ -13,14 +10,12 @@ from course_signup.domain.errors import (
     CourseFullError,
     CourseNotFoundError,
     DomainError,
-    EnrollmentNotFoundError,
     RegistrationClosedError,
 )
-from course_signup.domain.events import EventType
-from course_signup.domain.models import STATUS_ENROLLED, STATUS_WAITLISTED, utcnow
+from course_signup.domain.models import STATUS_ENROLLED, STATUS_WAITLISTED
 from course_signup.domain.pagination import Page, PageRequest, make_page
 from course_signup.domain.views import DropResult, EnrollmentView, StudentCourseView
-from course_signup.services.admission import Admissions
+from course_signup.services.admission import Admissions, Admitter
 from course_signup.services.unit_of_work import UnitOfWork
 
 ONE_BY_ONE = Admissions(batching=False)
@@ -40,7 +35,7 @@ async def sign_up(
     student_id: str,
     course_id: str,
     waitlist: bool,
-    admissions: Admissions = ONE_BY_ONE,
+    admissions: Admitter = ONE_BY_ONE,
 ) -> EnrollmentView:
     """Enroll the student, or waitlist them when the course is full and they asked to wait.
 
@@ -57,29 +52,13 @@ async def sign_up(
     return EnrollmentView(student_id, course_id, status, admission.at, admission.position)
 
 
-async def drop(uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: str) -> DropResult:
+async def drop(
+    uow: UnitOfWork, cache: Cache, *, student_id: str, course_id: str, admissions: Admitter = ONE_BY_ONE
+) -> DropResult:
     """Drop an enrollment or leave the waitlist; a freed seat goes to the first waitlisted student."""
-    now = utcnow()
-    async with uow:
-        try:
-            # The course row is locked first, in the same order sign_up locks it: no deadlock.
-            await uow.courses.get(course_id, for_update=True)
-        except CourseNotFoundError:
-            raise EnrollmentNotFoundError() from None
-        removed = await uow.enrollments.remove(student_id=student_id, course_id=course_id)
-        if removed is None:
-            raise EnrollmentNotFoundError()
-        promoted: list[str] = []
-        if removed.status == STATUS_ENROLLED:
-            await uow.courses.adjust_counters(course_id, enrolled=-1, at=now)
-            await uow.events.add(course_id=course_id, type=EventType.DROPPED, student_ids=[student_id], at=now)
-            promoted = await promote_waitlisted(uow, course_id, at=now)
-        else:
-            await uow.courses.adjust_counters(course_id, waitlisted=-1, at=now)
-            await uow.events.add(course_id=course_id, type=EventType.LEFT_WAITLIST, student_ids=[student_id], at=now)
-        await uow.commit()
+    promoted = await admissions.drop(uow, student_id=student_id, course_id=course_id)
     cache.forget_courses()
-    return DropResult(student_id, course_id, promoted[0] if promoted else None)
+    return DropResult(student_id, course_id, promoted)
 
 
 async def list_my_courses(
@@ -100,14 +79,3 @@ async def list_my_courses(
         for row in rows
     ]
     return make_page(views, page, key=lambda view: (view.course_id,))
-
-
-async def promote_waitlisted(uow: UnitOfWork, course_id: str, *, at: datetime) -> list[str]:
-    """Admit waitlisted students in ticket order while seats are free; the course row is locked."""
-    course = await uow.courses.get(course_id)
-    count = rules.seats_to_promote(capacity=course.capacity, enrolled=course.enrolled, waitlisted=course.waitlisted)
-    promoted = await uow.enrollments.promote_first(course_id, count, at=at)
-    if promoted:
-        await uow.courses.adjust_counters(course_id, enrolled=len(promoted), waitlisted=-len(promoted), at=at)
-        await uow.events.add(course_id=course_id, type=EventType.PROMOTED, student_ids=promoted, at=at)
-    return promoted

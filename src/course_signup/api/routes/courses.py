@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from course_signup.api.deps import (
     Admin,
+    AdmissionsDep,
     AnonymousLimit,
     CacheDep,
     EventPageDep,
@@ -127,14 +128,22 @@ Available = Annotated[bool, Query(description=AVAILABLE_HELP)]
     openapi_extra=IF_NONE_MATCH,
 )
 async def list_courses(
-    request: Request, uow: UowDep, cache: CacheDep, page: PageDep, q: SearchText, available: Available = False
+    request: Request,
+    uow: UowDep,
+    cache: CacheDep,
+    page: PageDep,
+    admissions: AdmissionsDep,
+    q: SearchText,
+    available: Available = False,
 ) -> Response:
     """The course catalogue, by course id, paginated; `q` searches ids and names, `available` keeps open seats."""
 
     def render(result: Page[Course]) -> bytes:
         return envelope_bytes(200, [course_out(c) for c in result.items], page=page_out(result, page.limit))
 
-    body = await courses.list_courses(uow, cache, page=page, render=render, text=q, available=available)
+    body = await courses.list_courses(
+        uow, cache, page=page, render=render, text=q, available=available, admissions=admissions
+    )
     return catalogue_response(request.scope, body)
 
 
@@ -146,13 +155,15 @@ async def list_courses(
     responses={**CONDITIONAL_RESPONSES, **error_responses(400, 404, 429, 503)},
     openapi_extra=IF_NONE_MATCH,
 )
-async def get_course(request: Request, course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
+async def get_course(
+    request: Request, course_id: PathCourse, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+) -> Response:
     """One course with its seats and waitlist counts."""
 
     def render(course: Course) -> bytes:
         return envelope_bytes(200, course_out(course))
 
-    body = await courses.get_course(uow, cache, course_id=course_id, render=render)
+    body = await courses.get_course(uow, cache, course_id=course_id, render=render, admissions=admissions)
     return catalogue_response(request.scope, body)
 
 
@@ -168,10 +179,10 @@ async def get_course(request: Request, course_id: PathCourse, uow: UowDep, cache
     responses=error_responses(400, 401, 403, 409, 413, 415, 503),
     tags=["admin"],
 )
-async def create_course(body: CourseCreate, uow: UowDep, cache: CacheDep) -> Response:
+async def create_course(body: CourseCreate, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep) -> Response:
     """Add a course to the catalogue (admin)."""
     fields = body.model_dump(exclude={"course_id"})
-    course = await courses.create_course(uow, cache, course_id=body.course_id, **fields)
+    course = await courses.create_course(uow, cache, course_id=body.course_id, admissions=admissions, **fields)
     return ok(course_out(course), status=201)
 
 
@@ -183,9 +194,11 @@ async def create_course(body: CourseCreate, uow: UowDep, cache: CacheDep) -> Res
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 503),
     tags=["admin"],
 )
-async def change_course(course_id: PathCourse, body: CoursePatch, uow: UowDep, cache: CacheDep) -> Response:
+async def change_course(
+    course_id: PathCourse, body: CoursePatch, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+) -> Response:
     """Change a course (admin); raising capacity promotes waitlisted students in order."""
-    course = await courses.change_course(uow, cache, course_id=course_id, changes=body.changes())
+    course = await courses.change_course(uow, cache, course_id=course_id, changes=body.changes(), admissions=admissions)
     return ok(course_out(course))
 
 
@@ -201,10 +214,11 @@ async def delete_course(
     course_id: PathCourse,
     uow: UowDep,
     cache: CacheDep,
+    admissions: AdmissionsDep,
     force: Annotated[bool, Query(description="Also remove its enrollments and waitlist.")] = False,
 ) -> Response:
     """Delete a course (admin); one with enrollments or a waitlist only with `?force=true`."""
-    await courses.delete_course(uow, cache, course_id=course_id, force=force)
+    await courses.delete_course(uow, cache, course_id=course_id, force=force, admissions=admissions)
     return ok({"courseId": course_id, "status": "deleted"})
 
 

@@ -10,7 +10,7 @@ from pydantic import Field, StrictStr
 from starlette.responses import Response
 
 from course_signup.adapters.activity import requests_served
-from course_signup.api.deps import Admin, CacheDep, UowDep
+from course_signup.api.deps import Admin, AdmissionsDep, CacheDep, UowDep
 from course_signup.api.envelope import ok
 from course_signup.api.schemas import Envelope, Schema, error_response, error_responses, rfc3339
 from course_signup.services import catalogue_upload, dashboard
@@ -74,9 +74,11 @@ class DashboardOut(Schema):
         ),
     },
 )
-async def import_courses(body: CourseImportCreate, uow: UowDep, cache: CacheDep) -> Response:
+async def import_courses(
+    body: CourseImportCreate, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+) -> Response:
     """Insert or update courses from CSV text, all in one transaction, as `course-signup import-courses` does."""
-    added, changed = await catalogue_upload.import_csv(uow, cache, text=body.csv)
+    added, changed = await catalogue_upload.import_csv(uow, cache, text=body.csv, admissions=admissions)
     response = ok({"status": "imported", "added": added, "changed": changed})
     response.headers.update(PRIVATE)
     return response

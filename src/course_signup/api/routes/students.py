@@ -98,9 +98,11 @@ async def my_courses(student: PathStudent, uow: UowDep, page: PageDep, status: S
     response_model=Envelope[DropOut],
     responses=error_responses(400, 401, 403, 404, 429, 503),
 )
-async def drop(student: PathStudent, course_id: PathCourse, uow: UowDep, cache: CacheDep) -> Response:
+async def drop(
+    student: PathStudent, course_id: PathCourse, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+) -> Response:
     """Drop a course or leave its waitlist; a freed seat goes to the first waitlisted student."""
-    result = await enrollments.drop(uow, cache, student_id=student, course_id=course_id)
+    result = await enrollments.drop(uow, cache, student_id=student, course_id=course_id, admissions=admissions)
     return ok(drop_out(result))
 
 

@@ -1,0 +1,247 @@
+"""Queue mode (`COURSE_SIGNUP_ADMISSION=queue`): decided in Redis, handed to RabbitMQ, written by the worker.
+
+A sign-up or drop is decided by one Lua script (adapters/admission_state.py), published as a
+persistent message with publisher confirms (adapters/admission_queue.py) and only then answered.
+If the publish fails or is not confirmed within `queue_publish_timeout_seconds`, the decision is
+undone and the client gets 503 with Retry-After. The worker (services/worker.py) writes the
+messages to PostgreSQL, exactly once, in decision order per course.
+
+The registrar's changes go through the same state: capacity and window are checked and set in Redis
+(atomically against the live seat count), a new course appears there once committed, and a deleted
+one leaves it first. Reads of the catalogue take their seat figures from the state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from course_signup.adapters.admission_queue import AdmissionQueue, BrokerUnavailableError
+from course_signup.adapters.admission_state import AdmissionPausedError, AdmissionState, CourseConfig, decode
+from course_signup.adapters.repositories.decisions import DecisionRepository
+from course_signup.domain.admission import Admission, AdmissionRequest, Verdict
+from course_signup.domain.errors import (
+    AdmissionUnavailableError,
+    CapacityBelowEnrollmentError,
+    CourseHasEnrollmentsError,
+    EnrollmentNotFoundError,
+)
+from course_signup.domain.models import Course, utcnow
+from course_signup.services.unit_of_work import UnitOfWork
+from course_signup.settings import Settings
+
+log = logging.getLogger("course_signup.admission")
+
+
+class QueueAdmissions:
+    """The queue mode's `admit` and `drop` (the Admitter protocol), and its catalogue hooks."""
+
+    queued = True
+
+    def __init__(self, state: AdmissionState, queue: AdmissionQueue, settings: Settings) -> None:
+        self.state = state
+        self.queue = queue
+        self.publish_timeout = settings.queue_publish_timeout_seconds
+        self.pending_ms = int(settings.queue_pending_seconds * 1000)
+
+    def deadline_ms(self) -> int:
+        return int(time.time() * 1000) + self.pending_ms
+
+    async def admit(self, uow: UnitOfWork, course_id: str, request: AdmissionRequest) -> Admission:
+        at = utcnow()
+        if not self.queue.ready:  # decide nothing that could not be handed off
+            raise AdmissionUnavailableError()
+        try:
+            decision = await self.state.sign_up(
+                course_id,
+                request.student_id,
+                waitlist=request.waitlist,
+                at=at,
+                deadline_ms=self.deadline_ms(),
+                request_id=request.request_id,
+            )
+        except (AdmissionPausedError, RedisError, OSError):
+            raise AdmissionUnavailableError() from None
+        verdict = Verdict(decision.verdict)
+        if decision.message is None:
+            return Admission(verdict, at)
+        await self.hand_off(course_id, decision.seq, decision.message, at=at)
+        if verdict is Verdict.WAITLISTED:
+            return Admission(verdict, at, waitlist_seq=decision.ticket, position=decision.position)
+        return Admission(verdict, at)
+
+    async def drop(self, uow: UnitOfWork, *, student_id: str, course_id: str) -> str | None:
+        at = utcnow()
+        if not self.queue.ready:
+            raise AdmissionUnavailableError()
+        try:
+            decision = await self.state.drop(
+                course_id, student_id, at=at, deadline_ms=self.deadline_ms(), request_id=uow.request_id
+            )
+        except (AdmissionPausedError, RedisError, OSError):
+            raise AdmissionUnavailableError() from None
+        if decision.message is None:
+            raise EnrollmentNotFoundError()
+        await self.hand_off(course_id, decision.seq, decision.message, at=at)
+        return decision.promoted
+
+    async def hand_off(self, course_id: str, seq: int, message: bytes, *, at: datetime) -> None:
+        """Publish a decision; on failure undo it and raise AdmissionUnavailableError (503)."""
+        try:
+            await self.queue.publish(course_id, message, timeout=self.publish_timeout)
+        except BrokerUnavailableError as exc:
+            log.warning("decision not handed off (%s); undoing it", exc)
+            await self._undo(course_id, seq, at=at)
+            return
+        try:
+            await self.state.published(course_id, seq)
+        except (RedisError, OSError):
+            # The worker's claim clears the deadline too; only a backlog longer than the deadline
+            # would let the reconciler undo this published decision (the worker then skips it).
+            log.warning("could not clear the deadline of %s|%s", course_id, seq)
+
+    async def _undo(self, course_id: str, seq: int, *, at: datetime) -> None:
+        try:
+            outcome, follow = await self.state.void(course_id, seq, at=at, deadline_ms=self.deadline_ms())
+        except (RedisError, OSError):
+            raise AdmissionUnavailableError() from None  # the reconciler settles it at its deadline
+        if follow is not None:
+            await self.publish_system(course_id, follow)
+        if outcome == "claimed":
+            return  # the broker had it after all, and the worker took it: the decision stands
+        if outcome == "kept":
+            # A drop whose seat was taken since cannot be undone; the reconciler publishes it.
+            return
+        raise AdmissionUnavailableError()
+
+    async def publish_system(self, course_id: str, message: bytes) -> None:
+        """Publish a decision no client waits for (a promotion); if that fails the reconciler will."""
+        body = _decode_seq(message)
+        try:
+            await self.queue.publish(course_id, message, timeout=self.publish_timeout)
+            await self.state.published(course_id, body)
+        except (BrokerUnavailableError, RedisError, OSError):
+            log.warning("promotion %s|%s left for the reconciler", course_id, body)
+
+    # --- the registrar's changes ---------------------------------------------------------------
+
+    async def course_created(self, uow: UnitOfWork, course: Course) -> None:
+        """A committed new course joins the state (its numbering continues a deleted namesake's)."""
+        async with uow.reading() as reads:
+            seq = await DecisionRepository(reads.courses.session).applied_seq(course.course_id)  # type: ignore[arg-type]
+        with contextlib.suppress(AdmissionPausedError):
+            await self._checked(self.state.create(_config(course), ticket=course.waitlist_seq, seq=seq))
+
+    async def configure(self, course: Course, merged: dict[str, Any]) -> None:
+        """Set capacity and window in the state, refusing a capacity below the seats taken now."""
+        outcome = await self._checked(
+            self.state.configure(
+                CourseConfig(
+                    course.course_id,
+                    merged["capacity"],
+                    merged["registration_opens_at"],
+                    merged["registration_closes_at"],
+                )
+            )
+        )
+        if outcome == "below":
+            raise CapacityBelowEnrollmentError()
+        if outcome == "paused":
+            raise AdmissionUnavailableError()
+
+    async def restore(self, course: Course) -> None:
+        """Put back a course's previous capacity and window (its database change failed)."""
+        with contextlib.suppress(AdmissionUnavailableError, CapacityBelowEnrollmentError):
+            await self.configure(course, {f: getattr(course, f) for f in _CONFIG_FIELDS})
+
+    async def promote(self, course_id: str) -> None:
+        """After a committed capacity rise: seat waitlisted students in order, as one decision."""
+        with contextlib.suppress(AdmissionPausedError):
+            message = await self._checked(self.state.promote(course_id, at=utcnow(), deadline_ms=self.deadline_ms()))
+            if message:
+                await self.publish_system(course_id, message)
+
+    async def remove(self, course_id: str, *, force: bool) -> None:
+        """Take a course out of the state before the database deletes it (refused if it has students)."""
+        outcome = await self._checked(self.state.remove(course_id, force=force))
+        if outcome == "has enrollments":
+            raise CourseHasEnrollmentsError()
+        if outcome == "paused":
+            raise AdmissionUnavailableError()
+
+    async def reload(self, uow: UnitOfWork, course_ids: Iterable[str]) -> None:
+        """Courses changed in the database outside the rules above (import): align the state."""
+        async with uow.reading() as reads:
+            states = await DecisionRepository(reads.courses.session).states(list(course_ids))  # type: ignore[arg-type]
+        for course in states:
+            with contextlib.suppress(AdmissionPausedError):
+                created = await self._checked(self.state.create(course.config, ticket=course.ticket, seq=course.seq))
+                if created == "exists":
+                    outcome = await self._checked(self.state.configure(course.config))
+                    if outcome == "below":
+                        log.warning("course %s: capacity kept, below the seats taken", course.config.course_id)
+                await self.promote(course.config.course_id)
+
+    async def live_counters(self, course_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """(enrolled, waitlisted) now, from the state; {} when it cannot say (the database's figures stand)."""
+        try:
+            return await self.state.counters(course_ids)
+        except (RedisError, OSError):
+            return {}
+
+    async def _checked(self, call: Any) -> Any:
+        try:
+            return await call
+        except (RedisError, OSError):
+            raise AdmissionUnavailableError() from None
+
+
+_CONFIG_FIELDS = ("capacity", "registration_opens_at", "registration_closes_at")
+
+
+def _config(course: Course) -> CourseConfig:
+    return CourseConfig(course.course_id, course.capacity, course.registration_opens_at, course.registration_closes_at)
+
+
+def _decode_seq(message: bytes) -> int:
+    return int(decode(message)["s"])
+
+
+@dataclass
+class QueueMode:
+    """What an API process opens for queue mode: the Redis client, the broker connection, the admitter."""
+
+    redis: Redis
+    queue: AdmissionQueue
+    admissions: QueueAdmissions
+
+    async def ensure_loaded(self) -> None:
+        """For /ready: raises while the admission state is not loaded (nothing can be admitted)."""
+        if await self.admissions.state.generation() is None:
+            raise AdmissionUnavailableError()
+
+    async def close(self) -> None:
+        await self.queue.close()
+        await self.redis.aclose()
+
+
+def connect_redis(settings: Settings) -> Redis:
+    """The admission state's client: a decision waits up to a second for Redis, then answers 503."""
+    assert settings.redis_url is not None
+    return Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+
+def open_for(settings: Settings) -> QueueMode:
+    """Queue mode's parts for an API process; `queue.open()` then connects it in the background."""
+    assert settings.broker_url is not None
+    redis = connect_redis(settings)
+    queue = AdmissionQueue(settings.broker_url, shards=settings.queue_shards)
+    return QueueMode(redis, queue, QueueAdmissions(AdmissionState(redis), queue, settings))

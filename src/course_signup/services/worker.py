@@ -1,0 +1,274 @@
+"""`course-signup worker`: writes queue mode's decisions to PostgreSQL, reconciles, reloads, relays events.
+
+- **Writer.** Messages from the shard queues are taken in batches (as many as have arrived, up to
+  `worker_batch_size`), claimed in Redis in sequence order per course, written in one transaction
+  (adapters/repositories/decisions.py), and acknowledged only after the commit. A redelivered
+  message changes nothing. A message whose course has an earlier decision still pending waits (it
+  stays unacknowledged) until that decision arrives or is settled.
+- **Reconciler.** A pending decision past its deadline (`queue_pending_seconds`) whose API process
+  never confirmed it is settled: a sign-up is released (its seat freed, the waitlist's head promoted),
+  a drop or a promotion is published. A seat is therefore held by a lost decision for at most the
+  deadline plus one reconciler pass.
+- **Loader.** When the admission state is missing (first start, or Redis came back empty), the
+  worker takes the loading lock, waits one publish timeout for hand-offs still in flight, sends a
+  barrier message through every shard queue and waits until each is consumed (everything decided
+  before is then written), loads the state from PostgreSQL and marks it loaded. API processes answer
+  503 with Retry-After meanwhile, and resume by themselves.
+- **Relay.** The event relay publishes the audit trail (adapters/relay.py), in both modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from course_signup.adapters.admission_queue import AdmissionQueue, BrokerUnavailableError, queue_name
+from course_signup.adapters.admission_state import PREFIX, AdmissionState, decode
+from course_signup.adapters.repositories.decisions import DecisionRepository
+from course_signup.settings import Settings
+
+log = logging.getLogger("course_signup.worker")
+
+RECONCILE_EVERY_SECONDS = 0.5
+RETRY_SECONDS = 0.5
+BARRIER_TIMEOUT_SECONDS = 30.0
+LOAD_LOCK_MS = 120_000
+LAG_SAMPLES = 100_000
+
+
+@dataclass(eq=False)
+class _Delivery:
+    message: AbstractIncomingMessage
+    body: dict[str, Any]
+
+
+@dataclass
+class Lag:
+    """Time from a decision to its commit, over the most recent decisions written."""
+
+    samples: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {"count": 0}
+        ordered = sorted(self.samples)
+        return {
+            "count": len(ordered),
+            "p50_ms": round(statistics.median(ordered) * 1000, 1),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1),
+            "max_ms": round(ordered[-1] * 1000, 1),
+        }
+
+
+class Worker:
+    def __init__(self, settings: Settings, engine: AsyncEngine, redis: Redis, queue: AdmissionQueue) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.state = AdmissionState(redis)
+        self.redis = redis
+        self.queue = queue
+        self.batch_size = settings.worker_batch_size
+        self.pending_ms = int(settings.queue_pending_seconds * 1000)
+        self.inbox: asyncio.Queue[_Delivery] = asyncio.Queue()
+        self.parked: list[_Delivery] = []
+        self.lag = Lag()
+        self.written = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.queue.open(wait=True)
+        await self.queue.consume(self._receive)
+        tasks = [
+            asyncio.create_task(self._write_loop(stop), name="writer"),
+            asyncio.create_task(self._reconcile_loop(stop), name="reconciler"),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            log.info("worker stopped", extra={"written": self.written, "lag": self.lag.summary()})
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        try:
+            body = json.loads(message.body)
+        except ValueError:
+            log.error("discarding a message that is not JSON")
+            await message.reject(requeue=False)
+            return
+        await self.inbox.put(_Delivery(message, body))
+
+    # --- writer -----------------------------------------------------------------------------------
+
+    async def _write_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await self._next_batch()
+            if not batch:
+                continue
+            try:
+                await self._write(batch)
+            except (RedisError, OSError, DBAPIError, OperationalError, InterfaceError) as exc:
+                log.warning("could not write a batch (%s); retrying", type(exc).__name__)
+                self.parked = batch + self.parked
+                await asyncio.sleep(RETRY_SECONDS)
+            except Exception:
+                # Not a passing outage: say so loudly, keep the messages, and keep trying.
+                log.exception("could not write a batch; retrying")
+                self.parked = batch + self.parked
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _next_batch(self) -> list[_Delivery]:
+        """Parked messages plus whatever has arrived (waiting briefly for something new)."""
+        timeout = 0.05 if self.parked else 0.5
+        batch, self.parked = self.parked, []
+        with contextlib.suppress(TimeoutError):
+            batch.append(await asyncio.wait_for(self.inbox.get(), timeout))
+        while len(batch) < self.batch_size and not self.inbox.empty():
+            batch.append(self.inbox.get_nowait())
+        return batch
+
+    async def _write(self, batch: list[_Delivery]) -> None:
+        decisions = [d for d in batch if d.body.get("t") != "barrier"]
+        barriers = [d for d in batch if d.body.get("t") == "barrier"]
+        by_course: dict[str, list[int]] = {}
+        for delivery in sorted(decisions, key=lambda d: d.body["s"]):
+            by_course.setdefault(delivery.body["c"], []).append(delivery.body["s"])
+        outcomes = await self.state.claim(by_course) if by_course else {}
+        verdicts = {(c, s): o for c, seqs in by_course.items() for s, o in zip(seqs, outcomes[c], strict=True)}
+        to_write, waiting, done = [], [], []
+        for delivery in decisions:
+            outcome = verdicts[(delivery.body["c"], delivery.body["s"])]
+            if outcome == "wait":
+                waiting.append(delivery)
+            elif outcome == "void":
+                done.append(delivery)
+            else:  # ok, or gone: written unless the database has it already
+                to_write.append(delivery)
+        if to_write:
+            messages = [_normalised(d.body) for d in to_write]
+            async with self.engine.begin() as connection:
+                written = await DecisionRepository(connection).apply(messages)
+            now = time.time()
+            for message in written:
+                self.lag.add(max(0.0, now - datetime.fromisoformat(message["at"]).timestamp()))
+            self.written += len(written)
+        await _ack(to_write + done)
+        self.parked = waiting
+        for barrier in barriers:
+            if self.parked:  # everything before the barrier must be written first
+                self.parked.append(barrier)
+                continue
+            await self.redis.set(_barrier_key(barrier.body["id"], barrier.body["shard"]), 1, ex=300)
+            await _ack([barrier])
+
+    # --- reconciler and loader --------------------------------------------------------------------
+
+    async def _reconcile_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if await self.state.generation() is None:
+                    await self.reload()
+                await self.reconcile()
+            except (RedisError, OSError, BrokerUnavailableError, DBAPIError, OperationalError) as exc:
+                log.warning("reconciler: %s; retrying", type(exc).__name__)
+            except Exception:
+                log.exception("reconciler failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RECONCILE_EVERY_SECONDS)
+
+    async def reconcile(self) -> int:
+        """Settle pending decisions past their deadline; returns how many were settled."""
+        now_ms = int(time.time() * 1000)
+        settled = 0
+        for course_id, seq in await self.state.overdue(now_ms):
+            at = datetime.now(UTC)
+            outcome, follow = await self.state.void(course_id, seq, at=at, deadline_ms=now_ms + self.pending_ms)
+            if follow is not None:
+                await self._publish_pending(course_id, follow)
+            if outcome == "kept":  # a drop or promotion: complete it
+                message = await self.state.pending_message(course_id, seq)
+                if message is not None:
+                    await self.state.postpone(course_id, seq, now_ms + self.pending_ms)
+                    await self.queue.publish(course_id, message, timeout=self.settings.queue_publish_timeout_seconds)
+            elif outcome == "claimed":
+                await self.state.published(course_id, seq)
+            if outcome in ("voided", "kept"):
+                log.warning("settled an unconfirmed decision", extra={"course": course_id, "seq": seq, "as": outcome})
+                settled += 1
+        return settled
+
+    async def _publish_pending(self, course_id: str, message: bytes) -> None:
+        seq = int(decode(message)["s"])
+        with contextlib.suppress(BrokerUnavailableError):
+            await self.queue.publish(course_id, message, timeout=self.settings.queue_publish_timeout_seconds)
+            await self.state.published(course_id, seq)
+
+    async def reload(self) -> bool:
+        """Load the admission state from PostgreSQL once everything handed off before is written."""
+        token = await self.state.lock_loading(LOAD_LOCK_MS)
+        if token is None:
+            return False  # another worker is loading it
+        try:
+            if await self.state.generation() is not None:
+                return False
+            log.warning("admission state missing: pausing admission, draining the queues, reloading")
+            # A decision taken on the lost state may still be being handed off: wait for it.
+            await asyncio.sleep(self.settings.queue_publish_timeout_seconds)
+            await self._drain()
+            async with self.engine.connect() as connection:
+                states = await DecisionRepository(connection).states()
+            generation = await self.state.load(states)
+            log.warning("admission state loaded", extra={"courses": len(states), "generation": generation})
+            return True
+        finally:
+            await self.state.unlock_loading(token)
+
+    async def _drain(self) -> None:
+        """Send a barrier through each shard queue and wait until every one has been consumed."""
+        barrier = uuid.uuid4().hex
+        for shard in range(self.queue.shards):
+            body = json.dumps({"t": "barrier", "id": barrier, "shard": shard}).encode()
+            await self.queue.publish_to(queue_name(shard), body, timeout=self.settings.queue_publish_timeout_seconds)
+        keys = [_barrier_key(barrier, shard) for shard in range(self.queue.shards)]
+        deadline = time.monotonic() + BARRIER_TIMEOUT_SECONDS
+        while await self.redis.exists(*keys) < len(keys):
+            if time.monotonic() > deadline:
+                raise BrokerUnavailableError("the shard queues were not drained in time")
+            await asyncio.sleep(0.05)
+
+
+def _barrier_key(barrier: str, shard: int) -> str:
+    return f"{PREFIX}barrier:{barrier}:{shard}"
+
+
+def _normalised(body: dict[str, Any]) -> dict[str, Any]:
+    if not body.get("pr"):
+        body["pr"] = []
+    return body
+
+
+async def _ack(deliveries: list[_Delivery]) -> None:
+    for delivery in deliveries:
+        # A channel lost since delivery: the broker redelivers, and the write is idempotent.
+        with contextlib.suppress(Exception):
+            await delivery.message.ack()
