@@ -87,3 +87,46 @@ def start_server(
         time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"serve did not become ready:\n{log.read_text()}")
+
+
+@dataclass
+class Worker:
+    """A `course-signup worker` process (queue admission's writer and the event relay)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+
+def start_worker(database_url: str, data_dir: Path, **env: str) -> Worker:
+    """A running worker; it loads the admission state, so start it before queue-mode servers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / f"worker-{time.monotonic_ns()}.log"
+    environment = {
+        **{k: v for k, v in os.environ.items() if k != "COURSE_SIGNUP_DATABASE_URL"},
+        "COURSE_SIGNUP_DATABASE_URL": database_url,
+        "COURSE_SIGNUP_DATA_DIR": str(data_dir),
+        "COURSE_SIGNUP_JWT_SECRET": JWT_SECRET,
+        "COURSE_SIGNUP_LOG_LEVEL": "info",
+        **env,
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "course_signup", "worker"], env=environment, stdout=sink, stderr=subprocess.STDOUT
+        )
+    time.sleep(0.2)
+    if process.poll() is not None:
+        raise RuntimeError(f"worker exited with {process.returncode}:\n{log.read_text()}")
+    return Worker(process, log)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -13,22 +14,39 @@ import httpx
 import pytest
 
 from tests.conftest import email, unique
+from tests.integration.queue_mode import QueueMode, queue_mode
 from tests.integration.servers import Server, start_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module", params=["batched", "one-by-one"])
+class Servers(list[Server]):
+    """The running API processes, and how to wait until what they decided is in the database."""
+
+    def __init__(self, running: list[Server], queue: QueueMode | None = None) -> None:
+        super().__init__(running)
+        self.queue = queue
+
+    async def written(self, course: str) -> None:
+        if self.queue is not None:  # queue mode: the worker writes after the answer
+            await self.queue.written([course])
+
+
+@pytest.fixture(scope="module", params=["batched", "one-by-one", "queue"])
 def servers(
     postgres_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[list[Server]]:
-    """Two processes on one database, batching concurrent sign-ups per course or not."""
+) -> Iterator[Servers]:
+    """Two processes on one database: batching concurrent sign-ups per course or not, or queue admission."""
     data_dir = tmp_path_factory.mktemp("multi")
-    batching = {"COURSE_SIGNUP_BATCH_ADMISSION": str(request.param == "batched").lower()}
-    running = [start_server(postgres_url, data_dir, **batching), start_server(postgres_url, data_dir, **batching)]
-    yield running
-    for server in running:
-        server.stop()
+    with contextlib.ExitStack() as stack:
+        env = {"COURSE_SIGNUP_BATCH_ADMISSION": str(request.param == "batched").lower()}
+        queue = None
+        if request.param == "queue":
+            queue = stack.enter_context(queue_mode(postgres_url, data_dir))
+            env.update(queue.env)
+        running = [start_server(postgres_url, data_dir, **env), start_server(postgres_url, data_dir, **env)]
+        stack.callback(lambda: [server.stop() for server in running])
+        yield Servers(running, queue)
 
 
 @pytest.fixture
@@ -68,6 +86,7 @@ async def test_last_seats_go_to_exactly_capacity_students(servers, http, admin_h
     assert statuses == {200: 50, 409: 350}, statuses
     assert {a.json()["data"] for a in answers if a.status_code == 409} == {"Course is full."}
     winners = sorted(a.json()["data"]["studentId"] for a in answers if a.status_code == 200)
+    await servers.written(course)
     connection = await asyncpg.connect(_dsn(postgres_url))
     try:
         rows = await connection.fetch(
@@ -121,6 +140,7 @@ async def test_a_storm_of_sign_ups_and_drops_keeps_every_invariant(servers, http
 
     outcomes = await asyncio.gather(*(student_life(i, s) for i, s in enumerate(students)))
     assert all(status in (200, 202, 404, 409) for statuses in outcomes for status in statuses)
+    await servers.written(course)
 
     connection = await asyncpg.connect(_dsn(postgres_url))
     try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from course_signup.adapters.admission_queue import AdmissionQueue, BrokerUnavailableError
@@ -68,7 +68,10 @@ class QueueAdmissions:
                 deadline_ms=self.deadline_ms(),
                 request_id=request.request_id,
             )
-        except (AdmissionPausedError, RedisError, OSError):
+        except AdmissionPausedError:
+            raise AdmissionUnavailableError() from None
+        except (RedisError, OSError) as exc:
+            log.warning("admission state unavailable: %r", exc)
             raise AdmissionUnavailableError() from None
         verdict = Verdict(decision.verdict)
         if decision.message is None:
@@ -103,10 +106,10 @@ class QueueAdmissions:
             return
         try:
             await self.state.published(course_id, seq)
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
             # The worker's claim clears the deadline too; only a backlog longer than the deadline
             # would let the reconciler undo this published decision (the worker then skips it).
-            log.warning("could not clear the deadline of %s|%s", course_id, seq)
+            log.warning("could not clear the deadline of %s|%s: %r", course_id, seq, exc)
 
     async def _undo(self, course_id: str, seq: int, *, at: datetime) -> None:
         try:
@@ -230,13 +233,32 @@ class QueueMode:
 
     async def close(self) -> None:
         await self.queue.close()
-        await self.redis.aclose()
+        await close_redis(self.redis)
+
+
+REDIS_CONNECTIONS = 64
 
 
 def connect_redis(settings: Settings) -> Redis:
-    """The admission state's client: a decision waits up to a second for Redis, then answers 503."""
+    """The admission state's client: a decision waits up to a second for Redis, then answers 503.
+
+    A burst beyond REDIS_CONNECTIONS concurrent decisions waits for a connection (a script takes
+    microseconds) instead of failing.
+    """
     assert settings.redis_url is not None
-    return Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=1.0,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+    return Redis(connection_pool=pool)
+
+
+async def close_redis(redis: Redis) -> None:
+    await redis.aclose()
+    await redis.connection_pool.disconnect()
 
 
 def open_for(settings: Settings) -> QueueMode:
