@@ -1,4 +1,4 @@
-"""The command line: serve, migrate, seed, token, import-courses, generate. Calls the same services as the API."""
+"""The command line: serve, migrate, seed, token, import-courses, generate, relay, events tail; the API's services."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import csv
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -63,6 +64,16 @@ and one audit event per enrollment. The same --seed gives the same data (its tim
 now). PostgreSQL is filled with COPY, SQLite with batched inserts, in one transaction, with a
 progress bar on stderr. The database must be migrated and have no courses or enrollments."""
 
+RELAY = """Publish every audit event to the RabbitMQ topic exchange course_signup.events (routing keys
+enrollment.<type>: enrolled, waitlisted, promoted, dropped, left_waitlist), at least once and in
+order per course, until SIGINT or SIGTERM. Needs COURSE_SIGNUP_BROKER_URL. Outages of the broker or
+the database are logged once and retried. Several may run against one PostgreSQL database: one
+publishes, the others stand by and take over when it stops."""
+
+EVENTS_TAIL = """Print each event published to course_signup.events as it arrives, one line each: type,
+course, student, time (UTC) and event id. Reads from a queue of its own that ends with the command,
+so it shows what is published while it runs. Needs COURSE_SIGNUP_BROKER_URL."""
+
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Descriptions as written, and each option's default where it has one."""
@@ -91,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         "token": _token,
         "import-courses": _import,
         "generate": _generate,
+        "relay": _relay,
+        "events": _events,
     }[args.command]
     handler(settings, args)
 
@@ -131,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--students", type=int, default=200_000, help="students who may sign up")
     generate.add_argument("--enrollments", type=int, default=1_000_000, help="enrollments and waitlist entries")
     generate.add_argument("--seed", type=int, default=1, help="the random seed: the same seed, the same data")
+    command("relay", "publish the audit events to RabbitMQ until stopped", RELAY)
+    events = command("events", "watch the events the relay publishes", "Watch the events the relay publishes.")
+    events_commands = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
+    tail = events_commands.add_parser(
+        "tail", help="print events as they are published", description=EVENTS_TAIL, formatter_class=_HelpFormatter
+    )
+    tail.add_argument("--key", default="enrollment.#", help="routing-key pattern (* one word, # any), e.g. *.promoted")
     return parser
 
 
@@ -284,6 +304,57 @@ def _generate(settings: Settings, args: argparse.Namespace) -> None:
     except (NotEmptyError, dataset.DatasetError) as exc:
         sys.exit(f"course-signup: {exc}")
     print(f"generated {data.summary()} in {monotonic() - started:.0f} s")
+
+
+def _relay(settings: Settings, _args: argparse.Namespace) -> None:
+    from course_signup.services.relay import EventRelay
+
+    broker_url = _broker_url(settings, "relay")
+    _require_schema(settings)
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # a traceback per reconnect; the relay logs outages once
+
+    async def run(engine: database.AsyncEngine) -> None:
+        await EventRelay(broker_url, engine).run(_stop_on_signals())
+
+    _run(settings, run)
+
+
+def _events(settings: Settings, args: argparse.Namespace) -> None:
+    from course_signup.adapters import relay
+
+    broker_url = _broker_url(settings, "events tail")
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # a failed connect is said once, below
+
+    def ready() -> None:
+        print(f"course-signup: showing {relay.EXCHANGE} events matching {args.key}", file=sys.stderr, flush=True)
+
+    async def run() -> None:
+        await relay.tail(
+            broker_url, args.key, _stop_on_signals(), show=lambda line: print(line, flush=True), ready=ready
+        )
+
+    try:
+        asyncio.run(run())
+    except relay.BrokerUnavailableError as exc:
+        sys.exit(f"course-signup: cannot use the broker {relay.shown(broker_url)}: {exc}")
+
+
+def _broker_url(settings: Settings, command: str) -> str:
+    if settings.broker_url is None:
+        print(
+            f"course-signup: {command} needs {ENV_PREFIX}BROKER_URL (amqp://user:password@host:5672/)", file=sys.stderr
+        )
+        sys.exit(2)
+    return settings.broker_url
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM; call it inside the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
 
 
 def _require_schema(settings: Settings) -> None:
