@@ -1,4 +1,4 @@
-"""The command line: serve, migrate, seed, token, import-courses, generate, relay, events tail; the API's services."""
+"""The command line: serve, migrate, seed, token, import-courses, generate, relay, worker, events tail."""
 
 from __future__ import annotations
 
@@ -70,6 +70,12 @@ order per course, until SIGINT or SIGTERM. Needs COURSE_SIGNUP_BROKER_URL. Outag
 the database are logged once and retried. Several may run against one PostgreSQL database: one
 publishes, the others stand by and take over when it stops."""
 
+WORKER = """Queue admission's writer (COURSE_SIGNUP_ADMISSION=queue): consume the decisions API processes
+hand to RabbitMQ and write them to PostgreSQL exactly once, in order per course; settle decisions
+whose API process died before handing them off; load the admission state into Redis at start and
+whenever Redis comes back empty. It also runs the event relay (see `relay`). In database mode it
+runs the relay alone. Runs until SIGINT or SIGTERM."""
+
 EVENTS_TAIL = """Print each event published to course_signup.events as it arrives, one line each: type,
 course, student, time (UTC) and event id. Reads from a queue of its own that ends with the command,
 so it shows what is published while it runs. Needs COURSE_SIGNUP_BROKER_URL."""
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         "import-courses": _import,
         "generate": _generate,
         "relay": _relay,
+        "worker": _worker,
         "events": _events,
     }[args.command]
     handler(settings, args)
@@ -145,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--enrollments", type=int, default=1_000_000, help="enrollments and waitlist entries")
     generate.add_argument("--seed", type=int, default=1, help="the random seed: the same seed, the same data")
     command("relay", "publish the audit events to RabbitMQ until stopped", RELAY)
+    command("worker", "write queued sign-ups to the database, and relay events, until stopped", WORKER)
     events = command("events", "watch the events the relay publishes", "Watch the events the relay publishes.")
     events_commands = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
     tail = events_commands.add_parser(
@@ -315,6 +323,36 @@ def _relay(settings: Settings, _args: argparse.Namespace) -> None:
 
     async def run(engine: database.AsyncEngine) -> None:
         await EventRelay(broker_url, engine).run(_stop_on_signals())
+
+    _run(settings, run)
+
+
+def _worker(settings: Settings, _args: argparse.Namespace) -> None:
+    from course_signup.adapters.relay import shown
+    from course_signup.services.relay import EventRelay
+
+    broker_url = _broker_url(settings, "worker")
+    _require_schema(settings)
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # outages are logged once by the worker and relay
+
+    async def run(engine: database.AsyncEngine) -> None:
+        stop = _stop_on_signals()
+        parts = [EventRelay(broker_url, engine).run(stop)]
+        if settings.queue_mode:
+            from course_signup.adapters.admission_queue import AdmissionQueue
+            from course_signup.services.queue_admission import close_redis, connect_redis
+            from course_signup.services.worker import Worker
+
+            redis = connect_redis(settings)
+            queue = AdmissionQueue(broker_url, shards=settings.queue_shards, prefetch=2 * settings.worker_batch_size)
+            parts.append(Worker(settings, engine, redis, queue).run(stop))
+        print(f"course-signup worker: {settings.admission} mode, broker {shown(broker_url)}", flush=True)
+        try:
+            await asyncio.gather(*parts)
+        finally:
+            if settings.queue_mode:
+                await queue.close()
+                await close_redis(redis)
 
     _run(settings, run)
 
