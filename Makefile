@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-fast browser migrate lint bench fault-drills lock clean
+.PHONY: run test test-fast browser migrate lint bench bench-rush fault-drills lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench: $(VENV)/.installed-bench   ## benchmark on the local PostgreSQL beside it
 	@if command -v wrk >/dev/null; then $(BIN)/python bench/run.py $(BENCH_ARGS); \
 	 else echo "wrk not installable here: using the asyncio load generator"; \
 	      $(BIN)/python bench/run.py --loadgen asyncio $(BENCH_ARGS); fi
+
+bench-rush: $(VENV)/.installed-bench   ## a registration rush in database mode and in queue mode, with 2 and 4 API processes (own database, redis-server, vhost)
+	$(BIN)/python bench/rush_modes.py $(BENCH_ARGS)
 
 fault-drills: $(VENV)/.installed-dev   ## on private servers: restart PostgreSQL under heavier load, kill Redis, kill an API process; prints a report
 	FAULT_DRILL_CLIENTS=64 FAULT_DRILL_LOAD_SECONDS=5 $(BIN)/pytest -s -q tests/integration/test_fault_drills.py

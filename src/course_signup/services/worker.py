@@ -107,7 +107,13 @@ class Worker:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            log.info("worker stopped", extra={"written": self.written, "lag": self.lag.summary()})
+            lag = self.lag.summary()
+            log.info(
+                "worker stopped: %d decisions written; from decision to commit p50 %s ms, p99 %s ms",
+                self.written,
+                lag.get("p50_ms", "-"),
+                lag.get("p99_ms", "-"),
+            )
 
     async def _receive(self, message: AbstractIncomingMessage) -> None:
         try:
