@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             ttl, entries = settings.cache_ttl_seconds, settings.cache_local_entries
             app.state.cache = RedisCache(redis_link, ttl, max_entries=entries)
         app.state.admissions = Admissions(batching=settings.batch_admission)
-        queue_mode = queue_admission.open_for(settings) if settings.queue_mode else None
+        queue_mode = queue_admission.open_for(settings, engine) if settings.queue_mode else None
         if queue_mode is not None:
             app.state.admissions = queue_mode.admissions
             await queue_mode.queue.open()  # connects, and reconnects, in the background

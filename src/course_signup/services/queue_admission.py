@@ -23,6 +23,7 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from course_signup.adapters.admission_queue import AdmissionQueue, BrokerUnavailableError
 from course_signup.adapters.admission_state import AdmissionPausedError, AdmissionState, CourseConfig, decode
@@ -46,9 +47,10 @@ class QueueAdmissions:
 
     queued = True
 
-    def __init__(self, state: AdmissionState, queue: AdmissionQueue, settings: Settings) -> None:
+    def __init__(self, state: AdmissionState, queue: AdmissionQueue, settings: Settings, engine: AsyncEngine) -> None:
         self.state = state
         self.queue = queue
+        self.engine = engine  # the primary: what the worker has written, never a replica's view of it
         self.publish_timeout = settings.queue_publish_timeout_seconds
         self.pending_ms = int(settings.queue_pending_seconds * 1000)
 
@@ -138,8 +140,8 @@ class QueueAdmissions:
 
     async def course_created(self, uow: UnitOfWork, course: Course) -> None:
         """A committed new course joins the state (its numbering continues a deleted namesake's)."""
-        async with uow.reading() as reads:
-            seq = await DecisionRepository(reads.courses.session).applied_seq(course.course_id)  # type: ignore[arg-type]
+        async with self.engine.connect() as connection:
+            seq = await DecisionRepository(connection).applied_seq(course.course_id)
         with contextlib.suppress(AdmissionPausedError):
             await self._checked(self.state.create(_config(course), ticket=course.waitlist_seq, seq=seq))
 
@@ -182,8 +184,8 @@ class QueueAdmissions:
 
     async def reload(self, uow: UnitOfWork, course_ids: Iterable[str]) -> None:
         """Courses changed in the database outside the rules above (import): align the state."""
-        async with uow.reading() as reads:
-            states = await DecisionRepository(reads.courses.session).states(list(course_ids))  # type: ignore[arg-type]
+        async with self.engine.connect() as connection:
+            states = await DecisionRepository(connection).states(list(course_ids))
         for course in states:
             with contextlib.suppress(AdmissionPausedError):
                 created = await self._checked(self.state.create(course.config, ticket=course.ticket, seq=course.seq))
@@ -261,9 +263,9 @@ async def close_redis(redis: Redis) -> None:
     await redis.connection_pool.disconnect()
 
 
-def open_for(settings: Settings) -> QueueMode:
+def open_for(settings: Settings, engine: AsyncEngine) -> QueueMode:
     """Queue mode's parts for an API process; `queue.open()` then connects it in the background."""
     assert settings.broker_url is not None
     redis = connect_redis(settings)
     queue = AdmissionQueue(settings.broker_url, shards=settings.queue_shards)
-    return QueueMode(redis, queue, QueueAdmissions(AdmissionState(redis), queue, settings))
+    return QueueMode(redis, queue, QueueAdmissions(AdmissionState(redis), queue, settings, engine))
