@@ -15,6 +15,7 @@ from course_signup.adapters import broker, database, migrations
 from course_signup.adapters.cache import InProcessCache, RedisCache
 from course_signup.adapters.ratelimit import RateLimiter
 from course_signup.adapters.redis_link import RedisLink
+from course_signup.adapters.replicas import ReplicaRouter
 from course_signup.adapters.tokens import TokenService, load_or_create_secret
 from course_signup.api import docs, errors, portal, warmup
 from course_signup.api.hot_paths import HotPaths
@@ -81,6 +82,9 @@ def create_app(settings: Settings) -> FastAPI:
         elif settings.broker_url:
             broker_url = settings.broker_url
             app.state.probes["broker"] = lambda: broker.ping(broker_url)
+        app.state.replicas = ReplicaRouter.from_settings(settings, engine, redis_link)  # None: no replicas
+        if app.state.replicas is not None:
+            await app.state.replicas.start()  # measured before the first read (the warm-up's)
         if redis_link is not None:
             await app.state.cache.open(warm=lambda: warmup.warm_catalogue(app))  # once app.state is complete
         purger = asyncio.create_task(_purge_idempotency_keys(app))
@@ -95,6 +99,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await redis_link.close()
             if queue_mode is not None:
                 await queue_mode.close()
+            if app.state.replicas is not None:
+                await app.state.replicas.close()
             await engine.dispose()
 
     app = FastAPI(

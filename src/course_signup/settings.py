@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -36,9 +36,10 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # RabbitMQ; needed by ADMISSION=queue and by the event relay
     # Read-only endpoints go to these streaming replicas (comma-separated URLs); empty: the primary.
     database_replica_urls: Annotated[list[str], NoDecode] = []
-    # A replica further behind than this is skipped (its reads go to the primary).
+    # A replica that may be further behind than this is skipped (its reads go to the primary).
     replica_max_lag_seconds: float = Field(5.0, gt=0, le=3600)
-    # After a student's write, their reads go to the primary for this long (read your own writes).
+    # After a student's write, their reads go to the primary for this long (read your own writes);
+    # at least replica_max_lag_seconds, so that the replica they return to holds the write.
     replica_read_your_writes_seconds: float = Field(5.0, ge=0, le=3600)
 
     host: str = "127.0.0.1"
@@ -142,11 +143,25 @@ class Settings(BaseSettings):
 
     @field_validator("database_replica_urls")
     @classmethod
-    def _supported_replicas(cls, value: list[str]) -> list[str]:
+    def _supported_replicas(cls, value: list[str], info: ValidationInfo) -> list[str]:
         urls = [cls._supported_database(url) for url in value]
         if any(url is None or not url.startswith("postgresql") for url in urls):
             raise ValueError("replicas must be PostgreSQL URLs")
+        primary = info.data.get("database_url", "postgresql")  # absent: its own error is reported
+        if urls and (primary is None or primary.startswith("sqlite")):
+            raise ValueError("replicas need a PostgreSQL primary in COURSE_SIGNUP_DATABASE_URL")
         return [url for url in urls if url is not None]
+
+    @field_validator("replica_read_your_writes_seconds")
+    @classmethod
+    def _reads_return_to_a_replica_that_holds_the_write(cls, value: float, info: ValidationInfo) -> float:
+        max_lag = info.data.get("replica_max_lag_seconds")
+        if info.data.get("database_replica_urls") and max_lag is not None and value < max_lag:
+            raise ValueError(
+                f"must be at least COURSE_SIGNUP_REPLICA_MAX_LAG_SECONDS ({max_lag:g}): a student's reads "
+                "go back to a replica when it runs out, and only a replica that lags less holds their write"
+            )
+        return value
 
     @field_validator("jwt_secret")
     @classmethod

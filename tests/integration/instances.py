@@ -251,3 +251,58 @@ def private_vhost() -> Iterator[RabbitVhost]:
     finally:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             _rabbitmqctl("delete_vhost", vhost.name)
+
+
+def _pg_basebackup(bin_dir: Path) -> Path | None:
+    """pg_basebackup of the same version as initdb (which may be a link into that version's directory)."""
+    for directory in (bin_dir, Path(os.path.realpath(bin_dir / "initdb")).parent):
+        if (directory / "pg_basebackup").exists():
+            return directory / "pg_basebackup"
+    return None
+
+
+def replica_tools_missing() -> str | None:
+    """Why a private primary with a streaming replica cannot be started here, or None when it can."""
+    missing = postgres_tools_missing()
+    if missing is not None:
+        return missing
+    bin_dir = _postgres_bin()
+    assert bin_dir is not None
+    return None if _pg_basebackup(bin_dir) is not None else "pg_basebackup is not installed beside initdb"
+
+
+def create_replica(primary: PostgresCluster) -> PostgresCluster:
+    """A hot standby streaming from `primary` (pg_basebackup -R), started on a spare port of its own.
+
+    The copy is taken over a replication connection to the primary's port, which the trust rules
+    initdb writes allow from 127.0.0.1. The replica's start, stop and destroy are a cluster's.
+    """
+    tool = _pg_basebackup(primary.bin_dir)
+    assert tool is not None, replica_tools_missing()
+    directory = Path(tempfile.mkdtemp(prefix="course-signup-pg-replica-"))
+    if os.geteuid() == 0:
+        account = pwd.getpwnam(POSTGRES_USER)
+        os.chown(directory, account.pw_uid, account.pw_gid)
+    replica = PostgresCluster(directory, free_port(), primary.bin_dir)
+    try:
+        replica._run(
+            str(tool),
+            *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+            *("-D", str(replica.data), "-R", "-X", "stream", "-c", "fast", "--no-sync"),
+            timeout=120,
+        )
+        replica.start()
+    except BaseException:
+        replica.destroy()
+        raise
+    return replica
+
+
+@contextlib.contextmanager
+def private_replica(primary: PostgresCluster) -> Iterator[PostgresCluster]:
+    """A streaming replica of the test's own primary, removed afterwards whatever happened."""
+    replica = create_replica(primary)
+    try:
+        yield replica
+    finally:
+        replica.destroy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
@@ -10,9 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
 from course_signup.adapters.cache import Cache
+from course_signup.adapters.replicas import CATALOGUE
 from course_signup.adapters.tokens import Principal
 from course_signup.domain import rules
-from course_signup.domain.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
+from course_signup.domain.errors import ForbiddenError, InvalidInputError, RateLimitedError, UnauthenticatedError
 from course_signup.domain.pagination import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
@@ -28,6 +30,40 @@ from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 
 async def get_uow(request: Request) -> SqlAlchemyUnitOfWork:
     return SqlAlchemyUnitOfWork(request.app.state.sessions, request_id=request.state.request_id)
+
+
+async def get_read_uow(request: Request) -> SqlAlchemyUnitOfWork:
+    """For a read-only route: its reads may go to a replica (adapters/replicas.py)."""
+    return reading_uow(request, reader=_reader(request))
+
+
+def reading_uow(request: Request, *, reader: str) -> SqlAlchemyUnitOfWork:
+    """A unit of work whose reads go where the replica router sends a read by `reader`."""
+    state = request.app.state
+    return SqlAlchemyUnitOfWork(
+        state.sessions, request_id=request.state.request_id, replicas=state.replicas, reader=reader
+    )
+
+
+def _reader(request: Request) -> str:
+    """Whose reads these are: the path's student, else the token's subject, else the public catalogue's."""
+    email = request.path_params.get("studentEmail")
+    if email is not None:
+        with contextlib.suppress(InvalidInputError):  # path_student answers it with a 400
+            return rules.normalize_email(email)
+    return getattr(request.state, "subject", None) or CATALOGUE
+
+
+async def note_write(request: Request, *, student: str | None = None, catalogue: bool = False) -> None:
+    """Call once a write has committed: the writer, `student` and (if `catalogue`) catalogue readers see it.
+
+    Their reads go to the primary for READ_YOUR_WRITES_SECONDS (adapters/replicas.py); without
+    replicas this does nothing.
+    """
+    router = request.app.state.replicas
+    if router is not None:
+        readers = (getattr(request.state, "subject", None), student, CATALOGUE if catalogue else None)
+        await router.wrote(*{reader for reader in readers if reader})
 
 
 async def get_cache(request: Request) -> Cache:
@@ -166,6 +202,7 @@ def paging(shape: KeyShape) -> Callable[..., Awaitable[PageRequest]]:
 
 
 UowDep = Annotated[SqlAlchemyUnitOfWork, Depends(get_uow)]
+ReadUowDep = Annotated[SqlAlchemyUnitOfWork, Depends(get_read_uow)]  # read-only routes: may read a replica
 CacheDep = Annotated[Cache, Depends(get_cache)]
 AdmissionsDep = Annotated[Admitter, Depends(get_admissions)]
 PathStudent = Annotated[str, Depends(path_student)]

@@ -99,7 +99,7 @@ async def _my_courses(
     principal = await deps.verify_bearer(request, _bearer(request))
     student = deps.authorize_student(principal, email)
     page = PageRequest(limit=limit, after=None if cursor is None else decode_cursor(cursor, shape=(str,)))
-    uow = SqlAlchemyUnitOfWork(request.app.state.sessions, request_id=request.state.request_id)
+    uow = deps.reading_uow(request, reader=student)
     result = await enrollments.list_my_courses(uow, student_id=student, status=status, page=page)
     return 200, envelope_bytes(200, [student_course_out(v) for v in result.items], page=page_out(result, limit))
 
@@ -118,6 +118,7 @@ async def _sign_up(request: Request, email: str, course_id: str, waitlist: bool)
         waitlist=waitlist,
         admissions=state.admissions,
     )
+    await deps.note_write(request, student=student)
     status = 200 if view.is_enrolled else 202
     return status, envelope_bytes(status, enrollment_out(view))
 

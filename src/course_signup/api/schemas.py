@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
+from course_signup.adapters.replicas import ReplicaStatus
 from course_signup.api.envelope import REASONS
 from course_signup.domain import rules
 from course_signup.domain.errors import InvalidInputError
@@ -169,12 +170,31 @@ class HealthOut(Schema):
     health: Literal["Okay"]
 
 
+class ReplicaOut(Schema):
+    """A read replica as the lag checks see it; unless `state` is `ok`, its reads go to the primary."""
+
+    replica: int = Field(ge=1, description="Its place in DATABASE_REPLICA_URLS, from 1.")
+    state: Literal["ok", "lagging", "down", "not-in-recovery"] = Field(
+        description="`lagging`: may be more than REPLICA_MAX_LAG_SECONDS behind; `not-in-recovery`: promoted, "
+        "or not a replica."
+    )
+    lag_seconds: float | None = Field(
+        ge=0,
+        description="At most this far behind the primary (an upper bound from WAL positions checked about "
+        "twice a second); null when down, not in recovery or too far behind to tell.",
+    )
+
+
 class ReadyOut(Schema):
     """Each configured dependency answered; one that is not configured is left out."""
 
     database: Literal["ok"]
     redis: Literal["ok"] | SkipJsonSchema[None] = absent_unless("Present when REDIS_URL is set.")
     broker: Literal["ok"] | SkipJsonSchema[None] = absent_unless("Present when BROKER_URL is set.")
+    replicas: list[ReplicaOut] | SkipJsonSchema[None] = absent_unless(
+        "Present when DATABASE_REPLICA_URLS is set. A replica that lags or is down leaves the service ready: "
+        "its reads go to the primary."
+    )
 
 
 class CourseDeletedOut(Schema):
@@ -243,6 +263,11 @@ def rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return rules.as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")  # type: ignore[union-attr]
+
+
+def replica_out(status: ReplicaStatus) -> dict[str, Any]:
+    lag = None if status.lag_seconds is None else round(status.lag_seconds, 3)
+    return {"replica": status.number, "state": status.state, "lagSeconds": lag}
 
 
 def course_out(course: Course) -> dict[str, Any]:

@@ -65,9 +65,8 @@ async def list_courses(
     cached = await cache.get(key)
     if cached is not None:
         return cached
-    async with uow:
-        await uow.single_statements()  # one read: no BEGIN/ROLLBACK round trips around it
-        rows = list(await uow.courses.list(page, text=text, available_at=utcnow() if available else None))
+    async with uow.reading() as reads:
+        rows = list(await reads.courses.list(page, text=text, available_at=utcnow() if available else None))
     await _live_seats(admissions, rows)
     # The rendered form is what is cached, so a hit costs no encoding at all.
     rendered = render(make_page(rows, page, key=lambda course: (course.course_id,)))
@@ -83,9 +82,8 @@ async def get_course(
     cached = await cache.get(key)
     if cached is not None:
         return cached
-    async with uow:
-        await uow.single_statements()
-        course = await uow.courses.get(course_id)
+    async with uow.reading() as reads:
+        course = await reads.courses.get(course_id)
     await _live_seats(admissions, [course])
     rendered = render(course)
     await cache.put(key, rendered)

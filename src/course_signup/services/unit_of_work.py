@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Protocol, Self
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from course_signup.adapters.replicas import ReplicaRouter
 from course_signup.adapters.repositories import (
     CourseRepository,
     EnrollmentRepository,
@@ -41,19 +42,47 @@ class Reads(Protocol):
     events: EventRepository
 
 
-@dataclass(frozen=True, slots=True)
 class SqlAlchemyReads:
-    courses: CourseRepository
-    enrollments: EnrollmentRepository
-    events: EventRepository
+    """The repositories of one reading connection."""
+
+    def __init__(self, connection: AsyncConnection, sessions: async_sessionmaker[AsyncSession], request_id: str | None):
+        self._connection = connection
+        self._sessions = sessions
+        self._session: AsyncSession | None = None
+        self.enrollments = EnrollmentRepository(connection)
+        self.events = EventRepository(connection, request_id=request_id)
+
+    @functools.cached_property
+    def courses(self) -> CourseRepository:
+        # Courses are read as Course objects, which takes a session; it runs on this same connection
+        # and is made only for the reads that ask for courses.
+        self._session = self._sessions(bind=self._connection)
+        return CourseRepository(self._session)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()  # ends only its own work: the connection is not the session's
 
 
 class SqlAlchemyUnitOfWork:
-    """A session per `async with`; leaving without commit() rolls everything back."""
+    """A session per `async with`; leaving without commit() rolls everything back.
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, request_id: str | None = None) -> None:
+    With `replicas`, reading() asks the router where a read by `reader` goes (adapters/replicas.py);
+    without, every read goes to the primary. Only read-only routes pass a router.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        request_id: str | None = None,
+        replicas: ReplicaRouter | None = None,
+        reader: str | None = None,
+    ) -> None:
         self._sessions = sessions
         self.request_id = request_id
+        self._replicas = replicas
+        self.reader = reader
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
@@ -80,20 +109,21 @@ class SqlAlchemyUnitOfWork:
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[Reads]:
-        """Repositories on one pooled connection, without a session: for a use case that only reads.
+        """Repositories on one pooled connection, without a unit of work: for a use case that only reads.
 
-        No ORM session is set up, and on PostgreSQL each statement is its own transaction, so a
-        read costs its statement's round trip and nothing else (no BEGIN, no ROLLBACK).
+        No ORM session is set up unless courses are read, and on PostgreSQL each statement is its own
+        transaction, so a read costs its statement's round trip and nothing else (no BEGIN, no
+        ROLLBACK). The connection is a replica's when the router says so.
         """
-        engine = self._sessions.kw["bind"]
-        async with engine.connect() as connection:
+        router, primary = self._replicas, self._sessions.kw["bind"]
+        async with primary.connect() if router is None else router.connect(self.reader) as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
-            yield SqlAlchemyReads(
-                CourseRepository(connection),
-                EnrollmentRepository(connection),
-                EventRepository(connection, request_id=self.request_id),
-            )
+            reads = SqlAlchemyReads(connection, self._sessions, self.request_id)
+            try:
+                yield reads
+            finally:
+                await reads.close()
 
     async def commit(self) -> None:
         await self.session.commit()

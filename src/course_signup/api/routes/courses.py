@@ -16,8 +16,10 @@ from course_signup.api.deps import (
     EventPageDep,
     PageDep,
     PathCourse,
+    ReadUowDep,
     RosterPageDep,
     UowDep,
+    note_write,
 )
 from course_signup.api.envelope import envelope_bytes, ok, page_out
 from course_signup.api.response_cache import CACHE_CONTROL, catalogue_response
@@ -129,7 +131,7 @@ Available = Annotated[bool, Query(description=AVAILABLE_HELP)]
 )
 async def list_courses(
     request: Request,
-    uow: UowDep,
+    uow: ReadUowDep,
     cache: CacheDep,
     page: PageDep,
     admissions: AdmissionsDep,
@@ -156,7 +158,7 @@ async def list_courses(
     openapi_extra=IF_NONE_MATCH,
 )
 async def get_course(
-    request: Request, course_id: PathCourse, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+    request: Request, course_id: PathCourse, uow: ReadUowDep, cache: CacheDep, admissions: AdmissionsDep
 ) -> Response:
     """One course with its seats and waitlist counts."""
 
@@ -179,10 +181,13 @@ async def get_course(
     responses=error_responses(400, 401, 403, 409, 413, 415, 503),
     tags=["admin"],
 )
-async def create_course(body: CourseCreate, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep) -> Response:
+async def create_course(
+    request: Request, body: CourseCreate, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+) -> Response:
     """Add a course to the catalogue (admin)."""
     fields = body.model_dump(exclude={"course_id"})
     course = await courses.create_course(uow, cache, course_id=body.course_id, admissions=admissions, **fields)
+    await note_write(request, catalogue=True)
     return ok(course_out(course), status=201)
 
 
@@ -195,10 +200,11 @@ async def create_course(body: CourseCreate, uow: UowDep, cache: CacheDep, admiss
     tags=["admin"],
 )
 async def change_course(
-    course_id: PathCourse, body: CoursePatch, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+    request: Request, course_id: PathCourse, body: CoursePatch, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
 ) -> Response:
     """Change a course (admin); raising capacity promotes waitlisted students in order."""
     course = await courses.change_course(uow, cache, course_id=course_id, changes=body.changes(), admissions=admissions)
+    await note_write(request, catalogue=True)
     return ok(course_out(course))
 
 
@@ -211,6 +217,7 @@ async def change_course(
     tags=["admin"],
 )
 async def delete_course(
+    request: Request,
     course_id: PathCourse,
     uow: UowDep,
     cache: CacheDep,
@@ -219,6 +226,7 @@ async def delete_course(
 ) -> Response:
     """Delete a course (admin); one with enrollments or a waitlist only with `?force=true`."""
     await courses.delete_course(uow, cache, course_id=course_id, force=force, admissions=admissions)
+    await note_write(request, catalogue=True)
     return ok({"courseId": course_id, "status": "deleted"})
 
 
@@ -230,7 +238,7 @@ async def delete_course(
     responses=error_responses(400, 401, 403, 404, 503),
     tags=["admin"],
 )
-async def course_roster(course_id: PathCourse, uow: UowDep, page: RosterPageDep) -> Response:
+async def course_roster(course_id: PathCourse, uow: ReadUowDep, page: RosterPageDep) -> Response:
     """The roster (admin): enrolled students by id, then the waitlist by position."""
     result = await roster.course_roster(uow, course_id=course_id, page=page)
     return ok([enrollment_out(v) for v in result.items], page=result, limit=page.limit)
@@ -244,7 +252,7 @@ async def course_roster(course_id: PathCourse, uow: UowDep, page: RosterPageDep)
     responses=error_responses(400, 401, 403, 503),
     tags=["admin"],
 )
-async def course_events(course_id: PathCourse, uow: UowDep, page: EventPageDep) -> Response:
+async def course_events(course_id: PathCourse, uow: ReadUowDep, page: EventPageDep) -> Response:
     """The course's audit trail (admin), oldest first; kept after the course is deleted."""
     result = await roster.course_events(uow, course_id=course_id, page=page)
     return ok([event_out(e) for e in result.items], page=result, limit=page.limit)

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from course_signup.adapters import metrics
 from course_signup.api.envelope import error, ok
-from course_signup.api.schemas import Envelope, HealthOut, ReadyOut, error_response
+from course_signup.api.schemas import Envelope, HealthOut, ReadyOut, error_response, replica_out
 from course_signup.services import health
 
 router = APIRouter(tags=["health"])
@@ -32,11 +32,17 @@ async def get_health() -> Response:
     },
 )
 async def get_ready(request: Request) -> Response:
-    """200 when the database (and Redis and the broker, where configured) answer; else 503 naming what is down."""
+    """200 when the database (and Redis and the broker, where configured) answer; else 503 naming what is down.
+
+    Read replicas are reported with their lag, but do not decide readiness: their reads fall back to the primary.
+    """
     down = await health.unavailable(request.app.state.probes)
     if down:
         return error(503, f"Not ready: {', '.join(down)} unavailable.", {"Retry-After": "1"})
-    return ok({name: "ok" for name in request.app.state.probes})
+    answer: dict[str, object] = {name: "ok" for name in request.app.state.probes}
+    if request.app.state.replicas is not None:
+        answer["replicas"] = [replica_out(status) for status in request.app.state.replicas.report()]
+    return ok(answer)
 
 
 @router.get(

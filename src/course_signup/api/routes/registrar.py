@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import Field, StrictStr
 from starlette.responses import Response
 
 from course_signup.adapters.activity import requests_served
-from course_signup.api.deps import Admin, AdmissionsDep, CacheDep, UowDep
+from course_signup.api.deps import Admin, AdmissionsDep, CacheDep, ReadUowDep, UowDep, note_write
 from course_signup.api.envelope import ok
 from course_signup.api.schemas import Envelope, Schema, error_response, error_responses, rfc3339
 from course_signup.services import catalogue_upload, dashboard
@@ -75,10 +75,11 @@ class DashboardOut(Schema):
     },
 )
 async def import_courses(
-    body: CourseImportCreate, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+    request: Request, body: CourseImportCreate, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
 ) -> Response:
     """Insert or update courses from CSV text, all in one transaction, as `course-signup import-courses` does."""
     added, changed = await catalogue_upload.import_csv(uow, cache, text=body.csv, admissions=admissions)
+    await note_write(request, catalogue=True)
     response = ok({"status": "imported", "added": added, "changed": changed})
     response.headers.update(PRIVATE)
     return response
@@ -91,7 +92,7 @@ async def import_courses(
     response_model=Envelope[DashboardOut],
     responses=error_responses(401, 403, 503),
 )
-async def get_dashboard(uow: UowDep) -> Response:
+async def get_dashboard(uow: ReadUowDep) -> Response:
     """Registration morning (admin): sign-ups per minute over the last hour, the busiest courses, requests served."""
     view = await dashboard.registration_morning(uow, at=datetime.now(UTC))
     response = ok(

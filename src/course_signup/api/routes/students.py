@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from course_signup.api.deps import (
@@ -11,9 +11,11 @@ from course_signup.api.deps import (
     PageDep,
     PathCourse,
     PathStudent,
+    ReadUowDep,
     StatusFilter,
     UowDep,
     WriteLimit,
+    note_write,
 )
 from course_signup.api.envelope import ok
 from course_signup.api.idempotency import IdempotencyDep
@@ -61,6 +63,7 @@ router = APIRouter(tags=["students"])
     },
 )
 async def sign_up(
+    request: Request,
     student: PathStudent,
     body: SignUpCreate,
     uow: UowDep,
@@ -74,6 +77,7 @@ async def sign_up(
         view = await enrollments.sign_up(
             uow, cache, student_id=student, course_id=body.course_id, waitlist=body.waitlist, admissions=admissions
         )
+        await note_write(request, student=student)
         return ok(enrollment_out(view), status=200 if view.is_enrolled else 202)
 
     return await idempotency.run(student, body, answer)
@@ -85,7 +89,7 @@ async def sign_up(
     response_model=PagedEnvelope[list[StudentCourseOut]],
     responses=error_responses(400, 401, 403, 503),
 )
-async def my_courses(student: PathStudent, uow: UowDep, page: PageDep, status: StatusFilter = None) -> Response:
+async def my_courses(student: PathStudent, uow: ReadUowDep, page: PageDep, status: StatusFilter = None) -> Response:
     """The student's courses, enrolled and waitlisted, by course id; `?status=` filters."""
     result = await enrollments.list_my_courses(uow, student_id=student, status=status, page=page)
     return ok([student_course_out(v) for v in result.items], page=result, limit=page.limit)
@@ -99,10 +103,16 @@ async def my_courses(student: PathStudent, uow: UowDep, page: PageDep, status: S
     responses=error_responses(400, 401, 403, 404, 429, 503),
 )
 async def drop(
-    student: PathStudent, course_id: PathCourse, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
+    request: Request,
+    student: PathStudent,
+    course_id: PathCourse,
+    uow: UowDep,
+    cache: CacheDep,
+    admissions: AdmissionsDep,
 ) -> Response:
     """Drop a course or leave its waitlist; a freed seat goes to the first waitlisted student."""
     result = await enrollments.drop(uow, cache, student_id=student, course_id=course_id, admissions=admissions)
+    await note_write(request, student=student)
     return ok(drop_out(result))
 
 
@@ -112,7 +122,7 @@ async def drop(
     response_model=PagedEnvelope[list[ClassmateOut]],
     responses=error_responses(400, 401, 403, 404, 503),
 )
-async def classmates(student: PathStudent, course_id: PathCourse, uow: UowDep, page: PageDep) -> Response:
+async def classmates(student: PathStudent, course_id: PathCourse, uow: ReadUowDep, page: PageDep) -> Response:
     """The other students enrolled in a course the student is enrolled in, by student id."""
     result = await roster.list_classmates(uow, student_id=student, course_id=course_id, page=page)
     return ok([classmate_out(r) for r in result.items], page=result, limit=page.limit)
