@@ -32,6 +32,26 @@ log = logging.getLogger("course_signup")
 PURGE_EVERY_SECONDS = 600
 
 
+API_DESCRIPTION = """
+Every answer is the envelope `{code, message, data}`. Students act only on themselves (bearer JWT);
+registrars (role `admin`) manage the catalogue.
+
+**Admission modes** (`COURSE_SIGNUP_ADMISSION`, the same answers and sentences in both):
+
+- `database` (default): a sign-up or drop is decided and written by the database before the answer.
+- `queue`: decided atomically in Redis, handed to RabbitMQ as a persistent, confirmed message before
+  the answer, and written to PostgreSQL by `course-signup worker` (seat figures in the catalogue come
+  from Redis and are live; my-courses, classmates, rosters and the audit trail show a sign-up once
+  the worker has written it, typically within milliseconds). When Redis lost its state or the broker
+  is unreachable, sign-ups and drops answer **503 with Retry-After** and admit nothing; they resume
+  by themselves. Settings: `REDIS_URL` and `BROKER_URL` (both required), `QUEUE_SHARDS` (4),
+  `QUEUE_PUBLISH_TIMEOUT_SECONDS` (2), `QUEUE_PENDING_SECONDS` (10), `WORKER_BATCH_SIZE` (500).
+
+Every audit event is also published to the RabbitMQ topic exchange `course_signup.events`
+(routing keys `enrollment.<type>`) by the event relay.
+"""
+
+
 class SchemaOutdatedError(RuntimeError):
     """The database is not at the newest migration."""
 
@@ -107,6 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="course-signup",
         version=__version__,
         summary="Course sign-up service: catalogue, seat limits, waitlists and the registrar's API.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
         # Metrics are our own Prometheus ones; FastAPI's OpenTelemetry hooks would ask, on every
