@@ -191,6 +191,10 @@ class ReadyOut(Schema):
     database: Literal["ok"]
     redis: Literal["ok"] | SkipJsonSchema[None] = absent_unless("Present when REDIS_URL is set.")
     broker: Literal["ok"] | SkipJsonSchema[None] = absent_unless("Present when BROKER_URL is set.")
+    admission: Literal["ok"] | SkipJsonSchema[None] = absent_unless(
+        "Present in queue admission mode (ADMISSION=queue): the admission state is loaded in Redis. While it "
+        "is not (first start, or Redis came back empty and the worker is reloading it), /ready is 503."
+    )
     replicas: list[ReplicaOut] | SkipJsonSchema[None] = absent_unless(
         "Present when DATABASE_REPLICA_URLS is set. A replica that lags or is down leaves the service ready: "
         "its reads go to the primary."

@@ -26,7 +26,7 @@ async def get_health() -> Response:
     responses={
         503: error_response(
             503,
-            "A dependency does not answer; `data` names it (database, redis, broker).",
+            "A dependency does not answer; `data` names it (database, redis, broker, admission).",
             "Not ready: database unavailable.",
         )
     },
