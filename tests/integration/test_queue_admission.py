@@ -7,6 +7,7 @@ with a worker; the faults are done to those, never to the machine's shared serve
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -261,3 +262,46 @@ def test_queue_mode_needs_redis_and_the_broker(tmp_path: Path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "COURSE_SIGNUP_REDIS_URL" in lines[0] and "COURSE_SIGNUP_BROKER_URL" in lines[0]
+
+
+async def test_registrar_changes_go_through_the_admission_state(
+    postgres_url: str, tmp_path: Path, http, admin_headers, auth
+):
+    with queue_mode(postgres_url, tmp_path) as mode:
+        server = start_server(postgres_url, tmp_path, **mode.env)
+        try:
+            ready = (await http.get(f"{server.url}/ready")).json()["data"]
+            course = await _course(http, server, admin_headers, capacity=1)
+            first, second, third = email("first"), email("second"), email("third")
+            assert (await _sign_up(http, server, auth, first, course)).status_code == 200
+            assert (await _sign_up(http, server, auth, second, course, waitlist=True)).status_code == 202
+            assert (await _sign_up(http, server, auth, third, course, waitlist=True)).status_code == 202
+            lowered = await http.patch(f"{server.url}/courses/{course}", json={"capacity": 0}, headers=admin_headers)
+            kept = await http.delete(f"{server.url}/courses/{course}", headers=admin_headers)
+            raised = await http.patch(f"{server.url}/courses/{course}", json={"capacity": 2}, headers=admin_headers)
+            # The command line's import goes through the state too: the third student gets the new seat.
+            csv = tmp_path / "courses.csv"
+            csv.write_text(f"courseId,name,capacity\n{course},Queue,3\n")
+            imported = subprocess.run(
+                [sys.executable, "-m", "course_signup", "import-courses", str(csv)],
+                env={**os.environ, **mode.env, "COURSE_SIGNUP_DATABASE_URL": postgres_url},
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            await mode.written([course])
+            detail = (await http.get(f"{server.url}/courses/{course}")).json()["data"]
+            rows, counters, by_type, _ = await _rows(postgres_url, course)
+            deleted = await http.delete(f"{server.url}/courses/{course}?force=true", headers=admin_headers)
+            after = await _sign_up(http, server, auth, email("after"), course)
+        finally:
+            server.stop()
+    assert ready["admission"] == "ok"
+    assert lowered.status_code == 409 and lowered.json()["data"] == "Capacity is below current enrollment."
+    assert kept.status_code == 409 and kept.json()["data"] == "Course has enrollments."
+    assert raised.status_code == 200 and raised.json()["data"]["enrolled"] == 2  # live: second promoted
+    assert imported.returncode == 0, imported.stderr
+    assert (detail["capacity"], detail["enrolled"], detail["waitlisted"]) == (3, 3, 0)
+    assert rows == {first: "enrolled", second: "enrolled", third: "enrolled"}
+    assert counters == {"enrolled": 3, "waitlisted": 0}
+    assert by_type == Counter({"enrolled": 1, "waitlisted": 2, "promoted": 2})
+    assert deleted.status_code == 200
+    assert after.status_code == 404 and after.json()["data"] == "Course not found."

@@ -461,6 +461,10 @@ class AdmissionState:
             if values[0] is not None
         }
 
+    async def forget(self) -> None:
+        """Mark the state not loaded: admission pauses until the worker has reloaded it from the database."""
+        await self.redis.delete(GENERATION)
+
     async def generation(self) -> str | None:
         value = await self.redis.get(GENERATION)
         return None if value is None else _text(value)
