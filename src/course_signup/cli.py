@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,11 +26,14 @@ from course_signup.services.unit_of_work import SqlAlchemyUnitOfWork
 from course_signup.settings import CONFIG_ENV, ENV_PREFIX, Settings, get_settings
 
 T = TypeVar("T")
+BROKER_WAIT_SECONDS = 10.0
 log = logging.getLogger("course_signup")
 
 SERVE = """Run the HTTP API. The embedded database (COURSE_SIGNUP_DATABASE_URL unset) is created,
 migrated and filled with the seven original courses on first start; any other database must
-already be at the newest schema (run `course-signup migrate`)."""
+already be at the newest schema (run `course-signup migrate`). On SIGTERM it stops accepting
+connections, answers the requests in flight, closes its pools and exits 0, within
+COURSE_SIGNUP_SHUTDOWN_TIMEOUT seconds."""
 
 MIGRATE = """Bring the database to the newest schema. Running it again on a current database changes
 nothing. For the embedded database this creates it, empty: `seed` adds the original courses."""
@@ -280,7 +283,8 @@ def _import(settings: Settings, args: argparse.Namespace) -> None:
     _require_schema(settings)
 
     async def run(engine: database.AsyncEngine) -> tuple[int, int]:
-        return await catalogue_import.import_courses(_uow(engine), InProcessCache(0), rows)
+        async with _queue_admissions(settings, engine) as admissions:
+            return await catalogue_import.import_courses(_uow(engine), InProcessCache(0), rows, admissions=admissions)
 
     try:
         added, changed = _run(settings, run)
@@ -312,6 +316,43 @@ def _generate(settings: Settings, args: argparse.Namespace) -> None:
     except (NotEmptyError, dataset.DatasetError) as exc:
         sys.exit(f"course-signup: {exc}")
     print(f"generated {data.summary()} in {monotonic() - started:.0f} s")
+    if settings.queue_mode:
+        # The admission state knows none of these courses (the database had none): the worker
+        # reloads it from the database, pausing sign-ups for a few seconds.
+        asyncio.run(_forget_admission_state(settings))
+        print("the worker reloads the admission state from the database")
+
+
+async def _forget_admission_state(settings: Settings) -> None:
+    from course_signup.adapters.admission_state import AdmissionState
+    from course_signup.services.queue_admission import close_redis, connect_redis
+
+    redis = connect_redis(settings)
+    try:
+        await AdmissionState(redis).forget()
+    finally:
+        await close_redis(redis)
+
+
+@contextlib.asynccontextmanager
+async def _queue_admissions(settings: Settings, engine: database.AsyncEngine) -> AsyncIterator[Any]:
+    """In queue mode, the admission state and broker a catalogue change must go through; else None."""
+    if not settings.queue_mode:
+        yield None
+        return
+    from course_signup.services import queue_admission
+
+    mode = queue_admission.open_for(settings, engine)
+    await mode.queue.open()
+    try:
+        await asyncio.wait_for(mode.queue.connected.wait(), BROKER_WAIT_SECONDS)
+    except TimeoutError:
+        await mode.close()
+        sys.exit(f"course-signup: the broker did not answer within {BROKER_WAIT_SECONDS:.0f} s; nothing imported")
+    try:
+        yield mode.admissions
+    finally:
+        await mode.close()
 
 
 def _relay(settings: Settings, _args: argparse.Namespace) -> None:
