@@ -84,37 +84,56 @@ local function promote_decision(course, deadline, at)
 end
 """
 
-# ARGV: student, waitlist (1/0), now (ms), deadline (ms), at (ISO), request id, course id
+# ARGV: now (ms), deadline (ms), at (ISO), course id, then per request: student, waitlist (1/0), request id.
+# The requests are decided one after the other, in order, as if each came alone. Per request:
+# {verdict} for a refusal, {verdict, seq, ticket, position, message} for a decision.
 _SIGN_UP = (
     _LIB
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'paused'} end
-if redis.call('EXISTS', KEYS[2]) == 0 then return {'not found'} end
-local f = redis.call('HMGET', KEYS[2], 'cap', 'opens', 'closes', 'enrolled')
-local now = tonumber(ARGV[3])
-if (f[2] ~= '' and now < tonumber(f[2])) or (f[3] ~= '' and now >= tonumber(f[3])) then return {'closed'} end
-local member = redis.call('HGET', KEYS[3], ARGV[1])
-if member then
-  if member == 'e' then return {'already enrolled'} end
-  return {'already waitlisted'}
+if redis.call('EXISTS', KEYS[1]) == 0 then return {{'paused'}} end
+local out = {}
+local now, deadline, at, course = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  for i = 5, #ARGV, 3 do out[#out + 1] = {'not found'} end
+  return out
 end
-local cap, enrolled = tonumber(f[1]), tonumber(f[4])
-local verdict, ticket, position = 'enrolled', 0, 0
-if cap < 0 or enrolled < cap then
-  redis.call('HINCRBY', KEYS[2], 'enrolled', 1)
-  redis.call('HSET', KEYS[3], ARGV[1], 'e')
-elseif ARGV[2] == '1' then
-  verdict = 'waitlisted'
-  ticket = redis.call('HINCRBY', KEYS[2], 'ticket', 1)
-  position = redis.call('HINCRBY', KEYS[2], 'waitlisted', 1)
-  redis.call('HSET', KEYS[3], ARGV[1], tostring(ticket))
-  redis.call('ZADD', KEYS[4], ticket, ARGV[1])
-else
-  return {'full'}
+local f = redis.call('HMGET', KEYS[2], 'cap', 'opens', 'closes')
+if (f[2] ~= '' and now < tonumber(f[2])) or (f[3] ~= '' and now >= tonumber(f[3])) then
+  for i = 5, #ARGV, 3 do out[#out + 1] = {'closed'} end
+  return out
 end
-local seq, body = pend({t = 'signup', c = ARGV[7], st = ARGV[1], v = verdict, tk = ticket,
-                        at = ARGV[5], rid = ARGV[6]}, ARGV[7], ARGV[4])
-return {verdict, seq, ticket, position, body}
+local cap = tonumber(f[1])
+for i = 5, #ARGV, 3 do
+  local student, waitlist, request = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local member = redis.call('HGET', KEYS[3], student)
+  if member == 'e' then
+    out[#out + 1] = {'already enrolled'}
+  elseif member then
+    out[#out + 1] = {'already waitlisted'}
+  else
+    local enrolled = tonumber(redis.call('HGET', KEYS[2], 'enrolled'))
+    local verdict, ticket, position = nil, 0, 0
+    if cap < 0 or enrolled < cap then
+      verdict = 'enrolled'
+      redis.call('HINCRBY', KEYS[2], 'enrolled', 1)
+      redis.call('HSET', KEYS[3], student, 'e')
+    elseif waitlist == '1' then
+      verdict = 'waitlisted'
+      ticket = redis.call('HINCRBY', KEYS[2], 'ticket', 1)
+      position = redis.call('HINCRBY', KEYS[2], 'waitlisted', 1)
+      redis.call('HSET', KEYS[3], student, tostring(ticket))
+      redis.call('ZADD', KEYS[4], ticket, student)
+    end
+    if verdict then
+      local seq, body = pend({t = 'signup', c = course, st = student, v = verdict, tk = ticket,
+                              at = at, rid = request}, course, deadline)
+      out[#out + 1] = {verdict, seq, ticket, position, body}
+    else
+      out[#out + 1] = {'full'}
+    end
+  end
+end
+return out
 """
 )
 
@@ -207,29 +226,30 @@ return {'voided', follow}
 # decision of the course is still pending: try again later), void (undone: skip), gone (not pending:
 # claimed before, or the state was lost; the worker writes it if the database has not).
 _CLAIM = """
-local lowest = nil
-for _, s in ipairs(redis.call('HKEYS', KEYS[5])) do
-  local n = tonumber(s)
-  if lowest == nil or n < lowest then lowest = n end
+local nums = {}
+for _, k in ipairs(redis.call('HKEYS', KEYS[5])) do nums[#nums + 1] = tonumber(k) end
+table.sort(nums)
+local taken, next_index = {}, 1
+local function lowest()
+  while next_index <= #nums and taken[nums[next_index]] do next_index = next_index + 1 end
+  return nums[next_index]
 end
 local out, blocked = {}, false
 for i = 2, #ARGV do
   local s = ARGV[i]
+  local n = tonumber(s)
   if blocked then
     out[#out + 1] = 'wait'
   elseif redis.call('HEXISTS', KEYS[5], s) == 1 then
-    if lowest ~= nil and lowest < tonumber(s) then
+    local low = lowest()
+    if low ~= nil and low < n then
       blocked = true
       out[#out + 1] = 'wait'
     else
       redis.call('HDEL', KEYS[5], s)
       redis.call('ZREM', KEYS[6], ARGV[1] .. '|' .. s)
+      taken[n] = true
       out[#out + 1] = 'ok'
-      lowest = nil
-      for _, k in ipairs(redis.call('HKEYS', KEYS[5])) do
-        local n = tonumber(k)
-        if lowest == nil or n < lowest then lowest = n end
-      end
     end
   elseif redis.call('SISMEMBER', KEYS[7], s) == 1 then
     out[#out + 1] = 'void'
@@ -344,16 +364,29 @@ class AdmissionState:
     async def sign_up(
         self, course_id: str, student_id: str, *, waitlist: bool, at: datetime, deadline_ms: int, request_id: str | None
     ) -> Decision:
-        answer = await self._sign_up(
-            _keys(course_id),
-            [student_id, "1" if waitlist else "0", _ms(at), deadline_ms, at.isoformat(), request_id or "", course_id],
-        )
-        verdict = _text(answer[0])
-        if verdict == "paused":
+        requests = [(student_id, waitlist, request_id)]
+        return (await self.sign_up_many(course_id, requests, at=at, deadline_ms=deadline_ms))[0]
+
+    async def sign_up_many(
+        self, course_id: str, requests: Sequence[tuple[str, bool, str | None]], *, at: datetime, deadline_ms: int
+    ) -> list[Decision]:
+        """Decide (student, waitlist, request id) sign-ups in order, in one script: as if one by one."""
+        arguments: list[Any] = [_ms(at), deadline_ms, at.isoformat(), course_id]
+        for student_id, waitlist, request_id in requests:
+            arguments += [student_id, "1" if waitlist else "0", request_id or ""]
+        answers = await self._sign_up(_keys(course_id), arguments)
+        if answers and _text(answers[0][0]) == "paused":
             raise AdmissionPausedError()
-        if len(answer) == 1:
-            return Decision(verdict)
-        return Decision(verdict, int(answer[1]), int(answer[2]), int(answer[3]), message=bytes(answer[4]))
+        decisions = []
+        for answer in answers:
+            verdict = _text(answer[0])
+            if len(answer) == 1:
+                decisions.append(Decision(verdict))
+            else:
+                decisions.append(
+                    Decision(verdict, int(answer[1]), int(answer[2]), int(answer[3]), message=bytes(answer[4]))
+                )
+        return decisions
 
     async def drop(
         self, course_id: str, student_id: str, *, at: datetime, deadline_ms: int, request_id: str | None
@@ -372,6 +405,10 @@ class AdmissionState:
     async def published(self, course_id: str, seq: int) -> None:
         """The decision's message is on the queue: the reconciler must leave it alone."""
         await self.redis.zrem(DEADLINES, f"{course_id}|{seq}")
+
+    async def published_many(self, members: list[str]) -> None:
+        """`published` for many decisions ("course|seq" each) in one command."""
+        await self.redis.zrem(DEADLINES, *members)
 
     async def void(self, course_id: str, seq: int, *, at: datetime, deadline_ms: int) -> tuple[str, bytes | None]:
         """Undo a pending decision: ('voided', promotion message or None), 'kept', 'claimed' or 'lost'.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -27,6 +27,17 @@ MAX_BATCH = 256
 # A retry happens only when a concurrent sign-up of the same student committed while the statement
 # waited for the course; the retry's fresh snapshot sees it. More than a few in a row means trouble.
 MAX_ATTEMPTS = 10
+
+
+# Decides a batch of sign-ups to one course: an answer per request, or the exception that request
+# alone met (raising fails the whole batch).
+Decide = Callable[[UnitOfWork, str, Sequence[AdmissionRequest]], Awaitable[Sequence[Admission | BaseException]]]
+
+
+def _answer(answer: Admission | BaseException) -> Admission:
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer
 
 
 class Admitter(Protocol):
@@ -73,9 +84,11 @@ class Admissions:
 
     queued = False  # decisions are the database's own
 
-    def __init__(self, *, batching: bool = True, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, *, batching: bool = True, max_batch: int = MAX_BATCH, decide: Decide | None = None) -> None:
         self.batching = batching
         self.max_batch = max_batch
+        # How a batch is decided: by the database here; queue mode passes its Redis script.
+        self.decide: Decide = decide or admit_batch
         # A course has a queue here exactly while one of its statements is in flight.
         self._queues: dict[str, deque[_Waiter]] = {}
 
@@ -106,7 +119,7 @@ class Admissions:
 
     async def admit(self, uow: UnitOfWork, course_id: str, request: AdmissionRequest) -> Admission:
         if not self.batching:
-            return (await admit_batch(uow, course_id, [request]))[0]
+            return _answer((await self.decide(uow, course_id, [request]))[0])
         waiter = _Waiter(uow, request, asyncio.get_running_loop().create_future())
         queue = self._queues.get(course_id)
         if queue is None:
@@ -122,7 +135,7 @@ class Admissions:
             del self._queues[course_id]
             return
         # A task of its own: a client that goes away cancels its wait, never a batch others share.
-        statement = asyncio.create_task(admit_batch(batch[0].uow, course_id, [w.request for w in batch]))
+        statement = asyncio.create_task(self.decide(batch[0].uow, course_id, [w.request for w in batch]))
         statement.add_done_callback(lambda done: self._finish(course_id, queue, batch, done))
 
     def _take(self, queue: deque[_Waiter]) -> list[_Waiter]:
@@ -143,7 +156,11 @@ class Admissions:
         return batch
 
     def _finish(
-        self, course_id: str, queue: deque[_Waiter], batch: list[_Waiter], done: asyncio.Task[list[Admission]]
+        self,
+        course_id: str,
+        queue: deque[_Waiter],
+        batch: list[_Waiter],
+        done: asyncio.Task[list[Admission | BaseException]],
     ) -> None:
         error = asyncio.CancelledError() if done.cancelled() else done.exception()
         answers = [None] * len(batch) if error is not None else done.result()
@@ -152,6 +169,8 @@ class Admissions:
                 continue
             if answer is None:
                 waiter.answer.set_exception(error or asyncio.CancelledError())
+            elif isinstance(answer, BaseException):  # this request alone failed
+                waiter.answer.set_exception(answer)
             else:
                 waiter.answer.set_result(answer)
         while queue and queue[0].answer.done():

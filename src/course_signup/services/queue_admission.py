@@ -13,10 +13,11 @@ one leaves it first. Reads of the catalogue take their seat figures from the sta
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,7 @@ from course_signup.domain.errors import (
     EnrollmentNotFoundError,
 )
 from course_signup.domain.models import Course, utcnow
+from course_signup.services.admission import Admissions
 from course_signup.services.unit_of_work import UnitOfWork
 from course_signup.settings import Settings
 
@@ -51,6 +53,8 @@ class QueueAdmissions:
         self.state = state
         self.queue = queue
         self.engine = engine  # the primary: what the worker has written, never a replica's view of it
+        self._published = _DeadlineClearer(state)
+        self._batches = Admissions(batching=settings.batch_admission, decide=self._decide)
         self.publish_timeout = settings.queue_publish_timeout_seconds
         self.pending_ms = int(settings.queue_pending_seconds * 1000)
 
@@ -58,30 +62,44 @@ class QueueAdmissions:
         return int(time.time() * 1000) + self.pending_ms
 
     async def admit(self, uow: UnitOfWork, course_id: str, request: AdmissionRequest) -> Admission:
+        # Sign-ups to one course that arrive while its script runs go together as the next script
+        # (services/admission.py's batching, with Redis deciding instead of the database).
+        return await self._batches.admit(uow, course_id, request)
+
+    async def _decide(
+        self, uow: UnitOfWork, course_id: str, requests: Sequence[AdmissionRequest]
+    ) -> list[Admission | BaseException]:
         at = utcnow()
         if not self.queue.ready:  # decide nothing that could not be handed off
             raise AdmissionUnavailableError()
         try:
-            decision = await self.state.sign_up(
+            decisions = await self.state.sign_up_many(
                 course_id,
-                request.student_id,
-                waitlist=request.waitlist,
+                [(r.student_id, r.waitlist, r.request_id) for r in requests],
                 at=at,
                 deadline_ms=self.deadline_ms(),
-                request_id=request.request_id,
             )
         except AdmissionPausedError:
             raise AdmissionUnavailableError() from None
         except (RedisError, OSError) as exc:
             log.warning("admission state unavailable: %r", exc)
             raise AdmissionUnavailableError() from None
-        verdict = Verdict(decision.verdict)
-        if decision.message is None:
-            return Admission(verdict, at)
-        await self.hand_off(course_id, decision.seq, decision.message, at=at)
-        if verdict is Verdict.WAITLISTED:
-            return Admission(verdict, at, waitlist_seq=decision.ticket, position=decision.position)
-        return Admission(verdict, at)
+        handed = await asyncio.gather(
+            *(self.hand_off(course_id, d.seq, d.message, at=at) for d in decisions if d.message is not None),
+            return_exceptions=True,
+        )
+        failures = iter(handed)
+        answers: list[Admission | BaseException] = []
+        for decision in decisions:
+            verdict = Verdict(decision.verdict)
+            failure = next(failures) if decision.message is not None else None
+            if isinstance(failure, BaseException):
+                answers.append(failure)
+            elif verdict is Verdict.WAITLISTED:
+                answers.append(Admission(verdict, at, waitlist_seq=decision.ticket, position=decision.position))
+            else:
+                answers.append(Admission(verdict, at))
+        return answers
 
     async def drop(self, uow: UnitOfWork, *, student_id: str, course_id: str) -> str | None:
         at = utcnow()
@@ -106,12 +124,11 @@ class QueueAdmissions:
             log.warning("decision not handed off (%s); undoing it", exc)
             await self._undo(course_id, seq, at=at)
             return
-        try:
-            await self.state.published(course_id, seq)
-        except (RedisError, OSError) as exc:
+        failure = await self._published.mark(f"{course_id}|{seq}")
+        if failure is not None:
             # The worker's claim clears the deadline too; only a backlog longer than the deadline
             # would let the reconciler undo this published decision (the worker then skips it).
-            log.warning("could not clear the deadline of %s|%s: %r", course_id, seq, exc)
+            log.warning("could not clear the deadline of %s|%s: %r", course_id, seq, failure)
 
     async def _undo(self, course_id: str, seq: int, *, at: datetime) -> None:
         try:
@@ -210,6 +227,43 @@ class QueueAdmissions:
 
 
 _CONFIG_FIELDS = ("capacity", "registration_opens_at", "registration_closes_at")
+
+
+class _DeadlineClearer:
+    """Clears the deadlines of published decisions, many per Redis command.
+
+    Each caller waits for the command that covers its decision (its answer goes out only after
+    the deadline is gone); decisions published while one command is in flight go in the next.
+    """
+
+    def __init__(self, state: AdmissionState) -> None:
+        self.state = state
+        self._waiting: list[tuple[str, asyncio.Future[BaseException | None]]] = []
+        self._running = False
+
+    async def mark(self, member: str) -> BaseException | None:
+        """Clear one deadline; returns the Redis failure, if any, instead of raising it."""
+        done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((member, done))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                failure: BaseException | None = None
+                try:
+                    await self.state.published_many([member for member, _ in batch])
+                except (RedisError, OSError) as exc:
+                    failure = exc
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(failure)
+        finally:
+            self._running = False
 
 
 def _config(course: Course) -> CourseConfig:
