@@ -15,11 +15,13 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aio_pika
 import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from course_signup.adapters.admission_queue import queue_name, shard_of
 from course_signup.adapters.admission_state import AdmissionState
 from tests.conftest import email, unique
 from tests.integration.queue_mode import queue_mode
@@ -305,3 +307,38 @@ async def test_registrar_changes_go_through_the_admission_state(
     assert by_type == Counter({"enrolled": 1, "waitlisted": 2, "promoted": 2})
     assert deleted.status_code == 200
     assert after.status_code == 404 and after.json()["data"] == "Course not found."
+
+
+async def test_a_decision_delivered_twice_is_written_once_and_a_foreign_message_blocks_nothing(
+    postgres_url: str, tmp_path: Path, http, admin_headers, auth
+):
+    with queue_mode(postgres_url, tmp_path) as mode:
+        server = start_server(postgres_url, tmp_path, **mode.env)
+        client = aioredis.Redis.from_url(mode.redis.url)
+        connection = await aio_pika.connect(mode.vhost.url)
+        try:
+            course = await _course(http, server, admin_headers, capacity=5)
+            shard_queue = queue_name(shard_of(course, 4))
+            channel = await connection.channel()
+            await channel.default_exchange.publish(aio_pika.Message(b"not a decision"), routing_key=shard_queue)
+            twice = email("twice")
+            state = AdmissionState(client)
+            decision = await state.sign_up(
+                course, twice, waitlist=False, at=datetime.now(UTC), deadline_ms=int(time.time() * 1000) + 60_000,
+                request_id="twice",
+            )  # fmt: skip
+            for _ in range(2):  # as a reconciler republishing it while the first copy waits in the queue
+                await channel.default_exchange.publish(aio_pika.Message(decision.message), routing_key=shard_queue)
+            after = email("after")
+            answered = await _sign_up(http, server, auth, after, course)
+            await mode.written([course])
+            log = mode.workers[0].log.read_text()
+        finally:
+            await connection.close()
+            await client.aclose()
+            server.stop()
+    assert answered.status_code == 200
+    rows, counters, by_type, by_student = await _rows(postgres_url, course)
+    assert rows == {twice: "enrolled", after: "enrolled"} and counters["enrolled"] == 2
+    assert by_student == Counter({twice: 1, after: 1}) and by_type == Counter({"enrolled": 2})
+    assert "discarding a message that is not an admission decision" in log

@@ -118,8 +118,12 @@ class Worker:
     async def _receive(self, message: AbstractIncomingMessage) -> None:
         try:
             body = json.loads(message.body)
+            valid = _valid(body)
         except ValueError:
-            log.error("discarding a message that is not JSON")
+            valid = False
+        if not valid:
+            # Nothing this service publishes: one that cannot be written must not block the shard.
+            log.error("discarding a message that is not an admission decision: %r", message.body[:200])
             await message.reject(requeue=False)
             return
         await self.inbox.put(_Delivery(message, body))
@@ -156,9 +160,13 @@ class Worker:
     async def _write(self, batch: list[_Delivery]) -> None:
         decisions = [d for d in batch if d.body.get("t") != "barrier"]
         barriers = [d for d in batch if d.body.get("t") == "barrier"]
+        # One decision may arrive twice (the reconciler republished it): claimed and written once.
+        unique: dict[tuple[str, int], _Delivery] = {}
+        for delivery in decisions:
+            unique.setdefault((delivery.body["c"], delivery.body["s"]), delivery)
         by_course: dict[str, list[int]] = {}
-        for delivery in sorted(decisions, key=lambda d: d.body["s"]):
-            by_course.setdefault(delivery.body["c"], []).append(delivery.body["s"])
+        for course_id, seq in sorted(unique, key=lambda key: key[1]):
+            by_course.setdefault(course_id, []).append(seq)
         outcomes = await self.state.claim(by_course) if by_course else {}
         verdicts = {(c, s): o for c, seqs in by_course.items() for s, o in zip(seqs, outcomes[c], strict=True)}
         to_write, waiting, done = [], [], []
@@ -166,7 +174,7 @@ class Worker:
             outcome = verdicts[(delivery.body["c"], delivery.body["s"])]
             if outcome == "wait":
                 waiting.append(delivery)
-            elif outcome == "void":
+            elif outcome == "void" or unique[(delivery.body["c"], delivery.body["s"])] is not delivery:
                 done.append(delivery)
             else:  # ok, or gone: written unless the database has it already
                 to_write.append(delivery)
@@ -261,6 +269,17 @@ class Worker:
             if time.monotonic() > deadline:
                 raise BrokerUnavailableError("the shard queues were not drained in time")
             await asyncio.sleep(0.05)
+
+
+def _valid(body: object) -> bool:
+    """A decision (signup, drop, promote) or a barrier, with what writing it needs."""
+    if not isinstance(body, dict):
+        return False
+    if body.get("t") == "barrier":
+        return isinstance(body.get("id"), str) and isinstance(body.get("shard"), int)
+    needed = {"signup": ("c", "s", "st", "v", "at"), "drop": ("c", "s", "st", "at"), "promote": ("c", "s", "at")}
+    keys = needed.get(body.get("t"))  # type: ignore[arg-type]
+    return keys is not None and all(k in body for k in keys) and isinstance(body["s"], int)
 
 
 def _barrier_key(barrier: str, shard: int) -> str:
