@@ -25,7 +25,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 run: $(VENV)/.installed   ## start the API (embedded SQLite unless COURSE_SIGNUP_DATABASE_URL is set)
 	$(BIN)/course-signup serve
 
-test: $(VENV)/.installed-dev browser   ## the whole suite: unit, API (SQLite + PostgreSQL), integration, browser
+test: $(VENV)/.installed-dev browser nginx   ## the whole suite: unit, API (SQLite + PostgreSQL), integration, browser
 	$(BIN)/pytest
 
 browser:   ## Debian's chromium for the portal's browser tests (Playwright drives it; it downloads no browser)
@@ -60,3 +60,16 @@ lock: $(VENV)/.installed-bench   ## re-pin constraints.txt from the current virt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+
+.PHONY: stack stack-down nginx
+
+stack: $(VENV)/.installed nginx   ## nginx in front of two API processes (and the worker when ADMISSION=queue) on the local PostgreSQL, Redis and RabbitMQ; prints the URL. STACK_ARGS=--port 8080
+	$(BIN)/python deploy/stack/stack.py up $(STACK_ARGS)
+
+stack-down:   ## stop exactly what `make stack` started (by the PIDs in .stack/), within 30 s
+	$(BIN)/python deploy/stack/stack.py down $(STACK_ARGS)
+
+nginx:   ## Debian's nginx for `make stack` and its test (installed with apt when run as root; the stack runs its own master process, never the system service)
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && apt-get install -y -qq nginx >/dev/null; } || \
+	  echo "nginx is not installed and could not be: make stack cannot run, and the stack test is skipped (it fails under CI=true)"

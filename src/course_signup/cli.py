@@ -166,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings, _args: argparse.Namespace) -> None:
-    import uvicorn
+    from course_signup import server
 
     database.secure_data_dir(settings)
     if settings.auth_mode == "jwt":
@@ -178,18 +178,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> None:
         metrics_dir.mkdir(mode=0o700, parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     _announce(settings, seeded)
-    uvicorn.run(
-        "course_signup.app:factory",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
+    server.run(settings)
 
 
 def _announce(settings: Settings, seeded: int) -> None:
