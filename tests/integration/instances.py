@@ -197,13 +197,18 @@ def private_redis() -> Iterator[RedisServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def require_tool(tool: str) -> None:
+    """Skip the test where `tool` is not installed; under CI that is a failure instead."""
+    if shutil.which(tool) is None:
+        if IN_CI:
+            pytest.fail(f"{tool} is needed in CI")
+        pytest.skip(f"{tool} not installed")
+
+
 @contextlib.contextmanager
 def required_private_redis() -> Iterator[RedisServer]:
     """private_redis(), or a skip where redis-server is not installed (a failure under CI)."""
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is needed in CI")
-        pytest.skip("redis-server not installed")
+    require_tool("redis-server")
     with private_redis() as server:
         yield server
 
@@ -234,10 +239,7 @@ def _rabbitmqctl(*arguments: str) -> str:
 @contextlib.contextmanager
 def private_vhost() -> Iterator[RabbitVhost]:
     """A fresh RabbitMQ vhost that guest may use, deleted afterwards (a failure in CI when impossible)."""
-    if shutil.which("rabbitmqctl") is None:
-        if IN_CI:
-            pytest.fail("rabbitmqctl is needed in CI")
-        pytest.skip("rabbitmqctl not installed")
+    require_tool("rabbitmqctl")
     vhost = RabbitVhost(f"course_signup_test_{os.getpid()}_{uuid.uuid4().hex[:8]}")
     try:
         _rabbitmqctl("add_vhost", vhost.name)
