@@ -25,7 +25,7 @@ from course_signup.domain.models import STATUS_ENROLLED, STATUS_WAITLISTED, Cour
 from tests.integration.instances import RedisServer, required_private_redis
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
-LATER = 4_102_444_800_000  # deadlines far ahead: nothing here is overdue
+LATER = 3_600_000  # an hour to confirm: nothing here falls due
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ async def _course(state: AdmissionState, capacity: int | None, **window: datetim
 
 
 async def _sign_up(state: AdmissionState, course: str, student: str, *, waitlist: bool = True, at: datetime = NOW):
-    return await state.sign_up(course, student, waitlist=waitlist, at=at, deadline_ms=LATER, request_id="r")
+    return await state.sign_up(course, student, waitlist=waitlist, at=at, pending_ms=LATER, request_id="r")
 
 
 async def test_answers_match_the_database_modes_decision_for_random_histories(state: AdmissionState):
@@ -87,7 +87,7 @@ async def test_answers_match_the_database_modes_decision_for_random_histories(st
                     waiting.append(student)
                     assert (got.ticket, got.position) == (expected.waitlist_seq, expected.position)
             else:
-                got = await state.drop(course_id, student, at=NOW, deadline_ms=LATER, request_id="r")
+                got = await state.drop(course_id, student, at=NOW, pending_ms=LATER, request_id="r")
                 if student in enrolled:
                     enrolled.remove(student)
                     promoted = waiting.pop(0) if waiting and (capacity is None or len(enrolled) < capacity) else None
@@ -116,9 +116,9 @@ async def test_the_worker_claims_a_courses_decisions_in_sequence_order(state: Ad
     first, second = await _sign_up(state, course, "a"), await _sign_up(state, course, "b")
     assert (first.seq, second.seq) == (1, 2)
     # The second reached the queue first (another API process was quicker): it waits.
-    assert await state.claim({course: [2]}) == {course: ["wait"]}
-    assert await state.claim({course: [1, 2]}) == {course: ["ok", "ok"]}
-    assert await state.claim({course: [1]}) == {course: ["gone"]}  # a redelivery
+    assert await state.claim({course: [2]}) == {course: (["wait"], [])}
+    assert await state.claim({course: [1, 2]}) == {course: (["ok", "ok"], [])}
+    assert await state.claim({course: [1]}) == {course: (["gone"], [])}  # a redelivery
     assert decode(first.message)["st"] == "a" and decode(second.message)["s"] == 2
 
 
@@ -126,12 +126,12 @@ async def test_undoing_a_seat_gives_it_to_the_head_of_the_waitlist_as_a_new_deci
     course = await _course(state, 1)
     seated = await _sign_up(state, course, "a")
     await _sign_up(state, course, "b")  # waitlisted behind a's seat
-    outcome, follow = await state.void(course, seated.seq, at=NOW, deadline_ms=LATER)
+    outcome, follow = await state.void(course, seated.seq, at=NOW, pending_ms=LATER)
     assert outcome == "voided"
     promotion = decode(follow)
-    assert promotion["t"] == "promote" and promotion["pr"] == [["b", 1]] and promotion["s"] == 3
+    assert promotion["t"] == "promote" and [p[:2] for p in promotion["pr"]] == [["b", 1]] and promotion["s"] == 3
     assert await state.counters([course]) == {course: (1, 0)}
-    assert await state.claim({course: [1]}) == {course: ["void"]}  # the worker skips it
+    assert await state.claim({course: [1]}) == {course: (["void"], [])}  # the worker skips it
     assert (await _sign_up(state, course, "a", waitlist=False)).verdict == "full"  # b has the seat now
 
 
@@ -139,9 +139,9 @@ async def test_a_drop_whose_seat_was_taken_since_is_kept_not_undone(state: Admis
     course = await _course(state, 1)
     await _sign_up(state, course, "a")
     await state.claim({course: [1]})
-    dropped = await state.drop(course, "a", at=NOW, deadline_ms=LATER, request_id="r")
+    dropped = await state.drop(course, "a", at=NOW, pending_ms=LATER, request_id="r")
     assert (await _sign_up(state, course, "b")).verdict == "enrolled"  # the freed seat is resold
-    outcome, _ = await state.void(course, dropped.seq, at=NOW, deadline_ms=LATER)
+    outcome, _ = await state.void(course, dropped.seq, at=NOW, pending_ms=LATER)
     assert outcome == "kept"  # restoring a would oversell: the drop must be published instead
     assert await state.counters([course]) == {course: (1, 0)}
 
@@ -151,9 +151,9 @@ async def test_a_drop_can_be_undone_while_nothing_depends_on_it(state: Admission
     await _sign_up(state, course, "a")
     await _sign_up(state, course, "b")
     await state.claim({course: [1, 2]})
-    dropped = await state.drop(course, "a", at=NOW, deadline_ms=LATER, request_id="r")
+    dropped = await state.drop(course, "a", at=NOW, pending_ms=LATER, request_id="r")
     assert dropped.promoted == "b"
-    assert (await state.void(course, dropped.seq, at=NOW, deadline_ms=LATER))[0] == "voided"
+    assert (await state.void(course, dropped.seq, at=NOW, pending_ms=LATER))[0] == "voided"
     assert (await _sign_up(state, course, "a")).verdict == "already enrolled"
     assert (await _sign_up(state, course, "b")).verdict == "already waitlisted"
 
@@ -161,8 +161,8 @@ async def test_a_drop_can_be_undone_while_nothing_depends_on_it(state: Admission
 async def test_a_claimed_decision_cannot_be_undone(state: AdmissionState):
     course = await _course(state, 3)
     decision = await _sign_up(state, course, "a")
-    assert await state.claim({course: [decision.seq]}) == {course: ["ok"]}
-    assert (await state.void(course, decision.seq, at=NOW, deadline_ms=LATER))[0] == "claimed"
+    assert await state.claim({course: [decision.seq]}) == {course: (["ok"], [])}
+    assert (await state.void(course, decision.seq, at=NOW, pending_ms=LATER))[0] == "claimed"
 
 
 async def test_an_emptied_redis_pauses_admission_instead_of_seeming_empty(state: AdmissionState):
@@ -170,7 +170,7 @@ async def test_an_emptied_redis_pauses_admission_instead_of_seeming_empty(state:
     await state.redis.flushdb()  # as a restarted Redis without persistence
     with pytest.raises(AdmissionPausedError):
         await _sign_up(state, course, "a")
-    assert (await state.void(course, 1, at=NOW, deadline_ms=LATER))[0] == "lost"
+    assert (await state.void(course, 1, at=NOW, pending_ms=LATER))[0] == "lost"
     assert await state.counters([course]) == {}  # reads fall back to the database's figures
 
 
@@ -193,5 +193,63 @@ async def test_capacity_is_checked_against_the_live_count(state: AdmissionState)
     assert await state.configure(CourseConfig(course, 2, None, None)) == "below"
     assert await state.configure(CourseConfig(course, 4, None, None)) == "ok"
     assert await state.remove(course, force=False) == "has enrollments"
-    assert await state.remove(course, force=True) == {"a": "e", "b": "e", "c": "e"}
+    assert await state.remove(course, force=True) == "ok"  # marked: it takes nothing more
     assert (await _sign_up(state, course, "d")).verdict == "not found"
+    await state.keep(course)  # the database's delete failed: it is back, as it was
+    assert await state.counters([course]) == {course: (3, 0)}
+    assert (await _sign_up(state, course, "d")).verdict == "enrolled"
+
+
+async def test_an_undo_leaves_a_student_whose_place_later_decisions_changed(state: AdmissionState):
+    course = await _course(state, 1)
+    await _sign_up(state, course, "x")
+    waiting = await _sign_up(state, course, "a")  # waitlisted, and its process dies unconfirmed
+    await state.drop(course, "x", at=NOW, pending_ms=LATER, request_id="r")  # promotes a
+    assert (await state.void(course, waiting.seq, at=NOW, pending_ms=LATER))[0] == "kept"
+    # Enrolled, dropped and back again: the first decision is history the later ones build on.
+    other = await _course(state, 1)
+    first = await _sign_up(state, other, "b")
+    await state.drop(other, "b", at=NOW, pending_ms=LATER, request_id="r")
+    await _sign_up(state, other, "b")
+    assert (await state.void(other, first.seq, at=NOW, pending_ms=LATER))[0] == "kept"
+    assert await state.counters([course, other]) == {course: (1, 0), other: (1, 0)}
+
+
+async def test_a_seat_freed_by_a_capacity_rise_goes_to_the_waitlist_before_newcomers(state: AdmissionState):
+    course = await _course(state, 1)
+    await _sign_up(state, course, "a")
+    await _sign_up(state, course, "w")  # waitlisted
+    assert await state.configure(CourseConfig(course, 2, None, None)) == "ok"
+    decisions, promotion = await state.sign_up_many(course, [("n", False, None)], at=NOW, pending_ms=LATER)
+    assert [d.verdict for d in decisions] == ["full"]
+    assert promotion is not None and [p[0] for p in decode(promotion)["pr"]] == ["w"]
+
+
+async def test_a_removed_course_voids_its_pending_decisions_and_a_namesake_numbers_on(state: AdmissionState):
+    course = await _course(state, 5)
+    for student in "abc":
+        await _sign_up(state, course, student)
+    assert await state.remove(course, force=True) == "ok"
+    await state.removed(course)
+    assert await state.claim({course: [3]}) == {course: (["void"], [])}  # written nowhere
+    assert await state.create(CourseConfig(course, 5, None, None), ticket=0, seq=0) == "ok"
+    assert (await _sign_up(state, course, "d")).seq == 4
+
+
+async def test_a_claim_takes_earlier_standing_decisions_with_it_and_waits_for_unconfirmed_ones(state: AdmissionState):
+    course = await _course(state, 10)
+    first, second = await _sign_up(state, course, "a"), await _sign_up(state, course, "b")
+    assert await state.claim({course: [2]}) == {course: (["wait"], [])}  # the first may still be undone
+    await state.published(course, first.seq)  # confirmed: it stands, whenever its message arrives
+    outcomes, pulled = (await state.claim({course: [second.seq]}))[course]
+    assert outcomes == ["ok"] and [decode(body)["st"] for body in pulled] == ["a"]
+    assert await state.claim({course: [1]}) == {course: (["gone"], [])}  # its own copy, later
+
+
+async def test_the_reconciler_leaves_a_decision_that_is_not_due(state: AdmissionState):
+    course = await _course(state, 3)
+    decision = await _sign_up(state, course, "a")
+    outcome, _ = await state.void(course, decision.seq, at=NOW, pending_ms=LATER, overdue_only=True)
+    assert outcome == "standing"
+    await state.published(course, decision.seq)
+    assert await state.overdue() == []

@@ -209,7 +209,7 @@ async def test_a_decision_never_handed_off_is_released_by_the_reconciler(
                 lost,
                 waitlist=False,
                 at=datetime.now(UTC),
-                deadline_ms=int(time.time() * 1000) + 2000,
+                pending_ms=2000,
                 request_id="died",
             )
             assert decision.verdict == "enrolled"
@@ -324,7 +324,7 @@ async def test_a_decision_delivered_twice_is_written_once_and_a_foreign_message_
             twice = email("twice")
             state = AdmissionState(client)
             decision = await state.sign_up(
-                course, twice, waitlist=False, at=datetime.now(UTC), deadline_ms=int(time.time() * 1000) + 60_000,
+                course, twice, waitlist=False, at=datetime.now(UTC), pending_ms=60_000,
                 request_id="twice",
             )  # fmt: skip
             for _ in range(2):  # as a reconciler republishing it while the first copy waits in the queue
@@ -342,3 +342,65 @@ async def test_a_decision_delivered_twice_is_written_once_and_a_foreign_message_
     assert rows == {twice: "enrolled", after: "enrolled"} and counters["enrolled"] == 2
     assert by_student == Counter({twice: 1, after: 1}) and by_type == Counter({"enrolled": 2})
     assert "discarding a message that is not an admission decision" in log
+
+
+async def test_a_lost_drop_that_must_stand_does_not_stall_the_decisions_queued_behind_it(
+    postgres_url: str, tmp_path: Path, http, admin_headers, auth
+):
+    """A drop whose process died, on a course whose seat is resold meanwhile, cannot be undone; the
+    decisions behind it wait for it. With a prefetch of 4, more than 4 of them fill the worker's
+    window: the drop must still be written first, from Redis, not from the back of the queue."""
+    settings = {"COURSE_SIGNUP_QUEUE_PENDING_SECONDS": "2", "COURSE_SIGNUP_WORKER_BATCH_SIZE": "2"}
+    with queue_mode(postgres_url, tmp_path, **settings) as mode:
+        server = start_server(postgres_url, tmp_path, **mode.env)
+        client = aioredis.Redis.from_url(mode.redis.url)
+        try:
+            course = await _course(http, server, admin_headers, capacity=1)
+            holder = email("holder")
+            assert (await _sign_up(http, server, auth, holder, course)).status_code == 200
+            await mode.written([course])
+            lost = await AdmissionState(client).drop(
+                course, holder, at=datetime.now(UTC), pending_ms=2000, request_id="died"
+            )  # never published: its process died
+            assert lost.verdict == "dropped"
+            students = [email(f"behind{i}") for i in range(10)]
+            answers = [await _sign_up(http, server, auth, s, course, waitlist=True) for s in students]
+            await mode.written([course], timeout=30)
+        finally:
+            await client.aclose()
+            server.stop()
+    assert [a.status_code for a in answers] == [200] + [202] * 9  # the first took the freed seat
+    rows, counters, by_type, _ = await _rows(postgres_url, course)
+    assert rows == {students[0]: "enrolled"} | {s: "waitlisted" for s in students[1:]}
+    assert counters == {"enrolled": 1, "waitlisted": 9}
+    assert by_type == Counter({"enrolled": 2, "dropped": 1, "waitlisted": 9})
+
+
+async def test_a_course_changed_in_the_catalogue_behind_the_states_back_is_aligned_by_the_worker(
+    postgres_url: str, tmp_path: Path, http, admin_headers, auth
+):
+    """As when an API process dies between its database commit and the admission state."""
+    with queue_mode(postgres_url, tmp_path, COURSE_SIGNUP_QUEUE_PENDING_SECONDS="1") as mode:
+        server = start_server(postgres_url, tmp_path, **mode.env)
+        try:
+            course, changed = unique("QS"), await _course(http, server, admin_headers, capacity=1)
+            assert (await _sign_up(http, server, auth, email("one"), changed)).status_code == 200
+            connection = await asyncpg.connect(_dsn(postgres_url))
+            try:
+                await connection.execute(
+                    "INSERT INTO courses (course_id, name, lessons, capacity, enrolled, waitlisted, waitlist_seq, "
+                    "created_at, updated_at) VALUES ($1, 'Behind', 0, 1, 0, 0, 0, now(), now())",
+                    course,
+                )
+                await connection.execute("UPDATE courses SET capacity = 2 WHERE course_id = $1", changed)
+            finally:
+                await connection.close()
+            started = time.monotonic()
+            while (await _sign_up(http, server, auth, email("new"), course)).status_code != 200:
+                assert time.monotonic() - started < 30, "the new course never reached the admission state"
+                await asyncio.sleep(0.2)
+            while (await _sign_up(http, server, auth, email("two"), changed)).status_code != 200:
+                assert time.monotonic() - started < 30, "the raised capacity never reached the admission state"
+                await asyncio.sleep(0.2)
+        finally:
+            server.stop()

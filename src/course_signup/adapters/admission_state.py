@@ -30,6 +30,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from course_signup.domain.models import Course
+
 PREFIX = "csq:"
 GENERATION = PREFIX + "gen"
 LOADING = PREFIX + "loading"
@@ -47,62 +49,81 @@ def _keys(course_id: str) -> list[str]:
         f"{PREFIX}p:{course_id}",
         DEADLINES,
         f"{PREFIX}v:{course_id}",
+        f"{PREFIX}ms:{course_id}",
+        f"{PREFIX}t:{course_id}",
     ]
 
 
-# Shared by the scripts: KEYS = _keys(course). `promote` seats waitlisted students in ticket order
-# while seats are free; `pend` records a decision message under a new sequence number.
+# Shared by the scripts: KEYS = _keys(course). Times are Redis's own clock (TIME), so deadlines set by
+# any API process and checked by any worker agree. `csq:ms:<id>` holds, per member, the sequence of the
+# decision that gave them their current place: an undo touches a member only while that is unchanged.
 _LIB = """
-local function promote()
-  local cap = tonumber(redis.call('HGET', KEYS[2], 'cap'))
-  local enrolled = tonumber(redis.call('HGET', KEYS[2], 'enrolled'))
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function live()
+  return redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HEXISTS', KEYS[2], 'deleting') == 0
+end
+
+local function seat_for_waiter()
+  local f = redis.call('HMGET', KEYS[2], 'cap', 'enrolled')
+  local cap, enrolled = tonumber(f[1]), tonumber(f[2])
+  return (cap < 0 or enrolled < cap) and redis.call('ZCARD', KEYS[4]) > 0
+end
+
+local function next_seq()
+  return redis.call('HINCRBY', KEYS[2], 'seq', 1)
+end
+
+-- Seat waitlisted students in ticket order while seats are free, as part of decision `seq`.
+local function promote(seq)
   local promoted = {}
-  while (cap < 0 or enrolled < cap) and redis.call('ZCARD', KEYS[4]) > 0 do
+  while seat_for_waiter() do
     local head = redis.call('ZPOPMIN', KEYS[4])
+    local before = redis.call('HGET', KEYS[8], head[1]) or ''
     redis.call('HSET', KEYS[3], head[1], 'e')
-    enrolled = redis.call('HINCRBY', KEYS[2], 'enrolled', 1)
+    redis.call('HSET', KEYS[8], head[1], seq)
+    redis.call('HINCRBY', KEYS[2], 'enrolled', 1)
     redis.call('HINCRBY', KEYS[2], 'waitlisted', -1)
-    promoted[#promoted + 1] = {head[1], tonumber(head[2])}
+    promoted[#promoted + 1] = {head[1], tonumber(head[2]), before}
   end
   return promoted
 end
 
-local function pend(message, course, deadline)
-  local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+local function pend(seq, message, course, pending_ms)
   message['s'] = seq
   local body = cjson.encode(message)
   redis.call('HSET', KEYS[5], seq, body)
-  redis.call('ZADD', KEYS[6], deadline, course .. '|' .. seq)
-  return seq, body
+  redis.call('ZADD', KEYS[6], now_ms() + tonumber(pending_ms), course .. '|' .. seq)
+  return body
 end
 
-local function promote_decision(course, deadline, at)
-  local promoted = promote()
-  if #promoted == 0 then return '' end
-  local _, body = pend({t = 'promote', c = course, pr = promoted, at = at, rid = ''}, course, deadline)
-  return body
+-- A promotion of its own, when a seat is free and someone waits (after a capacity rise).
+local function promote_decision(course, pending_ms, at)
+  if not seat_for_waiter() then return '' end
+  local seq = next_seq()
+  local promoted = promote(seq)
+  return pend(seq, {t = 'promote', c = course, pr = promoted, at = at, rid = ''}, course, pending_ms)
 end
 """
 
-# ARGV: now (ms), deadline (ms), at (ISO), course id, then per request: student, waitlist (1/0), request id.
-# The requests are decided one after the other, in order, as if each came alone. Per request:
-# {verdict} for a refusal, {verdict, seq, ticket, position, message} for a decision.
+# ARGV: now (ms, the decision's time), pending (ms), at (ISO), course id, then per request: student,
+# waitlist (1/0), request id. Decided one after the other, in order, as if each came alone. Returns
+# {status, promotion, per request: {verdict} or {verdict, seq, ticket, position, message}}; status is
+# ok, paused, not found or closed (then nothing is listed per request). A seat left free while
+# someone waits (a capacity just raised) goes to the waitlist first, as the promotion.
 _SIGN_UP = (
     _LIB
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {{'paused'}} end
-local out = {}
-local now, deadline, at, course = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  for i = 5, #ARGV, 3 do out[#out + 1] = {'not found'} end
-  return out
-end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'paused', ''} end
+if not live() then return {'not found', ''} end
+local now, pending_ms, at, course = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local f = redis.call('HMGET', KEYS[2], 'cap', 'opens', 'closes')
-if (f[2] ~= '' and now < tonumber(f[2])) or (f[3] ~= '' and now >= tonumber(f[3])) then
-  for i = 5, #ARGV, 3 do out[#out + 1] = {'closed'} end
-  return out
-end
+if (f[2] ~= '' and now < tonumber(f[2])) or (f[3] ~= '' and now >= tonumber(f[3])) then return {'closed', ''} end
 local cap = tonumber(f[1])
+local out = {'ok', promote_decision(course, pending_ms, at)}
 for i = 5, #ARGV, 3 do
   local student, waitlist, request = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local member = redis.call('HGET', KEYS[3], student)
@@ -125,8 +146,10 @@ for i = 5, #ARGV, 3 do
       redis.call('ZADD', KEYS[4], ticket, student)
     end
     if verdict then
-      local seq, body = pend({t = 'signup', c = course, st = student, v = verdict, tk = ticket,
-                              at = at, rid = request}, course, deadline)
+      local seq = next_seq()
+      redis.call('HSET', KEYS[8], student, seq)
+      local body = pend(seq, {t = 'signup', c = course, st = student, v = verdict, tk = ticket,
+                              at = at, rid = request}, course, pending_ms)
       out[#out + 1] = {verdict, seq, ticket, position, body}
     else
       out[#out + 1] = {'full'}
@@ -137,25 +160,28 @@ return out
 """
 )
 
-# ARGV: student, deadline (ms), at (ISO), request id, course id
+# ARGV: student, pending (ms), at (ISO), request id, course id
 _DROP = (
     _LIB
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'paused'} end
-if redis.call('EXISTS', KEYS[2]) == 0 then return {'not found'} end
+if not live() then return {'not found'} end
 local member = redis.call('HGET', KEYS[3], ARGV[1])
 if not member then return {'not found'} end
+local seq = next_seq()
+local before = redis.call('HGET', KEYS[8], ARGV[1]) or ''
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[8], ARGV[1])
 local kind, ticket, promoted = 'dropped', 0, {}
 if member == 'e' then
   redis.call('HINCRBY', KEYS[2], 'enrolled', -1)
-  promoted = promote()
+  promoted = promote(seq)
 else
   kind, ticket = 'left_waitlist', tonumber(member)
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('HINCRBY', KEYS[2], 'waitlisted', -1)
 end
-local seq, body = pend({t = 'drop', c = ARGV[5], st = ARGV[1], k = kind, tk = ticket, pr = promoted,
+local body = pend(seq, {t = 'drop', c = ARGV[5], st = ARGV[1], k = kind, tk = ticket, pr = promoted, ps = before,
                         at = ARGV[3], rid = ARGV[4]}, ARGV[5], ARGV[2])
 local first = ''
 if #promoted > 0 then first = promoted[1][1] end
@@ -163,7 +189,9 @@ return {kind, seq, first, body}
 """
 )
 
-# ARGV: sequence, deadline for a resulting promotion (ms), at (ISO), course id
+# ARGV: sequence, pending (ms) for a resulting promotion, at (ISO), course id, overdue only (1/0).
+# "Overdue only" is the reconciler's: the decision is left alone unless its deadline is still set
+# and has passed (its process may have confirmed it a moment ago).
 _VOID = (
     _LIB
     + """
@@ -173,14 +201,17 @@ if not raw then
   if redis.call('SISMEMBER', KEYS[7], ARGV[1]) == 1 then return {'voided', ''} end
   return {'claimed', ''}
 end
+if ARGV[5] == '1' then
+  local deadline = redis.call('ZSCORE', KEYS[6], ARGV[4] .. '|' .. ARGV[1])
+  if not deadline or tonumber(deadline) > now_ms() then return {'standing', ''} end
+end
 local m = cjson.decode(raw)
 local follow = ''
 local course_exists = redis.call('EXISTS', KEYS[2]) == 1
 if m.t == 'signup' then
-  local mark = 'e'
-  if m.v == 'waitlisted' then mark = tostring(m.tk) end
-  if course_exists and redis.call('HGET', KEYS[3], m.st) == mark then
+  if course_exists and redis.call('HGET', KEYS[8], m.st) == ARGV[1] then
     redis.call('HDEL', KEYS[3], m.st)
+    redis.call('HDEL', KEYS[8], m.st)
     if m.v == 'enrolled' then
       redis.call('HINCRBY', KEYS[2], 'enrolled', -1)
       follow = promote_decision(ARGV[4], ARGV[2], ARGV[3])
@@ -188,19 +219,22 @@ if m.t == 'signup' then
       redis.call('ZREM', KEYS[4], m.st)
       redis.call('HINCRBY', KEYS[2], 'waitlisted', -1)
     end
+  elseif course_exists and redis.call('HEXISTS', KEYS[3], m.st) == 1 then
+    return {'kept', ''}  -- later decisions moved the student on from this one: it must stand
   end
 elseif m.t == 'drop' then
   if not course_exists or redis.call('HEXISTS', KEYS[3], m.st) == 1 then return {'kept', ''} end
   if m.k == 'dropped' then
-    local cap = tonumber(redis.call('HGET', KEYS[2], 'cap'))
-    local enrolled = tonumber(redis.call('HGET', KEYS[2], 'enrolled'))
+    local f = redis.call('HMGET', KEYS[2], 'cap', 'enrolled')
+    local cap, enrolled = tonumber(f[1]), tonumber(f[2])
     for _, p in ipairs(m.pr) do
-      if redis.call('HGET', KEYS[3], p[1]) ~= 'e' then return {'kept', ''} end
+      if redis.call('HGET', KEYS[8], p[1]) ~= ARGV[1] then return {'kept', ''} end
     end
     if #m.pr == 0 and not (cap < 0 or enrolled < cap) then return {'kept', ''} end
     for _, p in ipairs(m.pr) do
       redis.call('HSET', KEYS[3], p[1], tostring(p[2]))
       redis.call('ZADD', KEYS[4], p[2], p[1])
+      if p[3] ~= '' then redis.call('HSET', KEYS[8], p[1], p[3]) else redis.call('HDEL', KEYS[8], p[1]) end
       redis.call('HINCRBY', KEYS[2], 'enrolled', -1)
       redis.call('HINCRBY', KEYS[2], 'waitlisted', 1)
     end
@@ -211,6 +245,7 @@ elseif m.t == 'drop' then
     redis.call('ZADD', KEYS[4], m.tk, m.st)
     redis.call('HINCRBY', KEYS[2], 'waitlisted', 1)
   end
+  if m.ps ~= nil and m.ps ~= '' then redis.call('HSET', KEYS[8], m.st, m.ps) end
 else
   return {'kept', ''}
 end
@@ -222,10 +257,18 @@ return {'voided', follow}
 """.replace("VOID_KEEP_SECONDS", str(VOID_KEEP_SECONDS))
 )
 
-# ARGV: course id, then sequences in ascending order. For each: ok (claimed now), wait (an earlier
-# decision of the course is still pending: try again later), void (undone: skip), gone (not pending:
-# claimed before, or the state was lost; the worker writes it if the database has not).
+# ARGV: course id, then sequences in ascending order. Returns {outcomes, pulled}: per sequence ok
+# (claimed now), wait (an earlier decision of the course is pending and unconfirmed: try again
+# later), void (undone: skip), gone (not pending: claimed before, or the state was lost; written
+# unless the database has it). An earlier decision that is pending but *standing* (confirmed
+# published, or kept by the reconciler) is claimed here too and its message returned in `pulled`,
+# so the worker writes it first without waiting for its own copy to come through the queue.
 _CLAIM = """
+local out, pulled = {}, {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  for i = 2, #ARGV do out[#out + 1] = 'gone' end
+  return {out, pulled}
+end
 local nums = {}
 for _, k in ipairs(redis.call('HKEYS', KEYS[5])) do nums[#nums + 1] = tonumber(k) end
 table.sort(nums)
@@ -234,7 +277,12 @@ local function lowest()
   while next_index <= #nums and taken[nums[next_index]] do next_index = next_index + 1 end
   return nums[next_index]
 end
-local out, blocked = {}, false
+local function take(n)
+  redis.call('HDEL', KEYS[5], n)
+  redis.call('ZREM', KEYS[6], ARGV[1] .. '|' .. n)
+  taken[n] = true
+end
+local blocked = false
 for i = 2, #ARGV do
   local s = ARGV[i]
   local n = tonumber(s)
@@ -242,13 +290,19 @@ for i = 2, #ARGV do
     out[#out + 1] = 'wait'
   elseif redis.call('HEXISTS', KEYS[5], s) == 1 then
     local low = lowest()
-    if low ~= nil and low < n then
-      blocked = true
+    while low ~= nil and low < n do
+      if redis.call('ZSCORE', KEYS[6], ARGV[1] .. '|' .. low) then
+        blocked = true
+        break
+      end
+      pulled[#pulled + 1] = redis.call('HGET', KEYS[5], low)
+      take(low)
+      low = lowest()
+    end
+    if blocked then
       out[#out + 1] = 'wait'
     else
-      redis.call('HDEL', KEYS[5], s)
-      redis.call('ZREM', KEYS[6], ARGV[1] .. '|' .. s)
-      taken[n] = true
+      take(n)
       out[#out + 1] = 'ok'
     end
   elseif redis.call('SISMEMBER', KEYS[7], s) == 1 then
@@ -257,7 +311,7 @@ for i = 2, #ARGV do
     out[#out + 1] = 'gone'
   end
 end
-return out
+return {out, pulled}
 """
 
 # ARGV: capacity (-1: unlimited), opens (ms or ''), closes (ms or '')
@@ -270,33 +324,65 @@ redis.call('HSET', KEYS[2], 'cap', ARGV[1], 'opens', ARGV[2], 'closes', ARGV[3])
 return 'ok'
 """
 
-# ARGV: deadline (ms), at (ISO), course id
+# ARGV: pending (ms), at (ISO), course id
 _PROMOTE = (
     _LIB
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'paused' end
-if redis.call('EXISTS', KEYS[2]) == 0 then return '' end
+if not live() then return '' end
 return promote_decision(ARGV[3], ARGV[1], ARGV[2])
 """
 )
 
-# ARGV: capacity, opens, closes, waitlist ticket, decision sequence (the database's, for a new course)
+# ARGV: capacity, opens, closes, waitlist ticket, decision sequence (the database's). A course's
+# numbering never goes back: a removed course's last number is kept (KEYS[9]) for a new namesake.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'paused' end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
+local seq = math.max(tonumber(ARGV[5]), tonumber(redis.call('GET', KEYS[9]) or '0'))
 redis.call('HSET', KEYS[2], 'cap', ARGV[1], 'opens', ARGV[2], 'closes', ARGV[3], 'enrolled', 0,
-           'waitlisted', 0, 'ticket', ARGV[4], 'seq', ARGV[5])
+           'waitlisted', 0, 'ticket', ARGV[4], 'seq', seq)
 return 'ok'
 """
 
-# ARGV: force (1/0)
+# Removing a course is two steps around the database's delete. ARGV: force (1/0). Marks the course
+# deleting (sign-ups and drops then answer "not found"), refused while it has students unless forced.
 _REMOVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'paused' end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'not found' end
 if ARGV[1] ~= '1' and redis.call('HLEN', KEYS[3]) > 0 then return 'has enrollments' end
-local removed = redis.call('HGETALL', KEYS[3])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-return removed
+redis.call('HSET', KEYS[2], 'deleting', 1)
+return 'ok'
+"""
+
+# After the database's delete: the course's state goes; decisions of it still pending are voided
+# (the worker skips them), and its numbering is kept for a namesake.
+_REMOVED = """
+local seq = redis.call('HGET', KEYS[2], 'seq')
+if seq then redis.call('SET', KEYS[9], seq) end
+for _, s in ipairs(redis.call('HKEYS', KEYS[5])) do
+  redis.call('SADD', KEYS[7], s)
+  redis.call('ZREM', KEYS[6], ARGV[1] .. '|' .. s)
+end
+redis.call('EXPIRE', KEYS[7], VOID_KEEP_SECONDS)
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8])
+return 'ok'
+""".replace("VOID_KEEP_SECONDS", str(VOID_KEEP_SECONDS))
+
+# The database's delete failed: the course takes sign-ups again.
+_KEEP = """
+redis.call('HDEL', KEYS[2], 'deleting')
+return 'ok'
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 """
 
 
@@ -325,6 +411,11 @@ class CourseConfig:
     opens_at: datetime | None
     closes_at: datetime | None
 
+    @classmethod
+    def of(cls, course: Course) -> CourseConfig:
+        """A course's (a copy: the row may change under its session)."""
+        return cls(course.course_id, course.capacity, course.registration_opens_at, course.registration_closes_at)
+
 
 @dataclass(frozen=True, slots=True)
 class CourseState:
@@ -346,7 +437,11 @@ def _text(value: Any) -> str:
 
 
 class AdmissionState:
-    """The scripts above on one Redis client (decode_responses off: messages stay bytes)."""
+    """The scripts above on one Redis client (decode_responses off: messages stay bytes).
+
+    `pending_ms` everywhere is how long a new decision may stay unconfirmed before the reconciler
+    settles it; deadlines are kept on Redis's clock.
+    """
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -358,42 +453,52 @@ class AdmissionState:
         self._promote = redis.register_script(_PROMOTE)
         self._create = redis.register_script(_CREATE)
         self._remove = redis.register_script(_REMOVE)
+        self._removed = redis.register_script(_REMOVED)
+        self._keep = redis.register_script(_KEEP)
+        self._unlock = redis.register_script(_UNLOCK)
+        self._renew = redis.register_script(_RENEW)
 
     # --- the API's decisions -------------------------------------------------------------------
 
     async def sign_up(
-        self, course_id: str, student_id: str, *, waitlist: bool, at: datetime, deadline_ms: int, request_id: str | None
+        self, course_id: str, student_id: str, *, waitlist: bool, at: datetime, pending_ms: int, request_id: str | None
     ) -> Decision:
-        requests = [(student_id, waitlist, request_id)]
-        return (await self.sign_up_many(course_id, requests, at=at, deadline_ms=deadline_ms))[0]
+        decisions, _ = await self.sign_up_many(
+            course_id, [(student_id, waitlist, request_id)], at=at, pending_ms=pending_ms
+        )
+        return decisions[0]
 
     async def sign_up_many(
-        self, course_id: str, requests: Sequence[tuple[str, bool, str | None]], *, at: datetime, deadline_ms: int
-    ) -> list[Decision]:
-        """Decide (student, waitlist, request id) sign-ups in order, in one script: as if one by one."""
-        arguments: list[Any] = [_ms(at), deadline_ms, at.isoformat(), course_id]
+        self, course_id: str, requests: Sequence[tuple[str, bool, str | None]], *, at: datetime, pending_ms: int
+    ) -> tuple[list[Decision], bytes | None]:
+        """Decide (student, waitlist, request id) sign-ups in order, in one script, as if one by one.
+
+        Returns a decision per request, and the message of a promotion taken first (a seat was free
+        while someone waited) or None.
+        """
+        arguments: list[Any] = [_ms(at), pending_ms, at.isoformat(), course_id]
         for student_id, waitlist, request_id in requests:
             arguments += [student_id, "1" if waitlist else "0", request_id or ""]
-        answers = await self._sign_up(_keys(course_id), arguments)
-        if answers and _text(answers[0][0]) == "paused":
+        answer = await self._sign_up(_keys(course_id), arguments)
+        status, promotion = _text(answer[0]), bytes(answer[1]) or None
+        if status == "paused":
             raise AdmissionPausedError()
+        if status != "ok":
+            return [Decision(status) for _ in requests], None
         decisions = []
-        for answer in answers:
-            verdict = _text(answer[0])
-            if len(answer) == 1:
+        for item in answer[2:]:
+            verdict = _text(item[0])
+            if len(item) == 1:
                 decisions.append(Decision(verdict))
             else:
-                decisions.append(
-                    Decision(verdict, int(answer[1]), int(answer[2]), int(answer[3]), message=bytes(answer[4]))
-                )
-        return decisions
+                decisions.append(Decision(verdict, int(item[1]), int(item[2]), int(item[3]), message=bytes(item[4])))
+        return decisions, promotion
 
     async def drop(
-        self, course_id: str, student_id: str, *, at: datetime, deadline_ms: int, request_id: str | None
+        self, course_id: str, student_id: str, *, at: datetime, pending_ms: int, request_id: str | None
     ) -> Decision:
-        answer = await self._drop(
-            _keys(course_id), [student_id, deadline_ms, at.isoformat(), request_id or "", course_id]
-        )
+        arguments = [student_id, pending_ms, at.isoformat(), request_id or "", course_id]
+        answer = await self._drop(_keys(course_id), arguments)
         verdict = _text(answer[0])
         if verdict == "paused":
             raise AdmissionPausedError()
@@ -410,17 +515,23 @@ class AdmissionState:
         """`published` for many decisions ("course|seq" each) in one command."""
         await self.redis.zrem(DEADLINES, *members)
 
-    async def void(self, course_id: str, seq: int, *, at: datetime, deadline_ms: int) -> tuple[str, bytes | None]:
-        """Undo a pending decision: ('voided', promotion message or None), 'kept', 'claimed' or 'lost'.
+    async def void(
+        self, course_id: str, seq: int, *, at: datetime, pending_ms: int, overdue_only: bool = False
+    ) -> tuple[str, bytes | None]:
+        """Undo a pending decision. Returns the outcome and a resulting promotion's message, if any.
 
-        kept: a drop that cannot be undone without overselling (it must be published); claimed: the
-        worker has it (it stands); lost: the state itself is gone (Redis came back empty).
+        voided: undone; kept: later decisions depend on it, or undoing a drop would oversell (it must
+        be published); claimed: the worker has it (it stands); standing (with `overdue_only`): it was
+        confirmed meanwhile, or its deadline has not passed; lost: the state itself is gone.
         """
-        outcome, follow = await self._void(_keys(course_id), [seq, deadline_ms, at.isoformat(), course_id])
+        arguments = [seq, pending_ms, at.isoformat(), course_id, "1" if overdue_only else "0"]
+        outcome, follow = await self._void(_keys(course_id), arguments)
         return _text(outcome), (bytes(follow) or None)
 
-    async def overdue(self, now_ms: int, limit: int = 200) -> list[tuple[str, int]]:
-        """Pending decisions past their deadline, as (course, sequence)."""
+    async def overdue(self, limit: int = 200) -> list[tuple[str, int]]:
+        """Pending decisions past their deadline (by Redis's clock), as (course, sequence)."""
+        seconds, micros = await self.redis.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
         members = await self.redis.zrangebyscore(DEADLINES, "-inf", now_ms, start=0, num=limit)
         found = []
         for member in members:
@@ -431,19 +542,17 @@ class AdmissionState:
     async def pending_message(self, course_id: str, seq: int) -> bytes | None:
         return await self.redis.hget(f"{PREFIX}p:{course_id}", str(seq))
 
-    async def postpone(self, course_id: str, seq: int, deadline_ms: int) -> None:
-        await self.redis.zadd(DEADLINES, {f"{course_id}|{seq}": deadline_ms}, xx=True)
-
     # --- the worker's claims -------------------------------------------------------------------
 
-    async def claim(self, batches: dict[str, list[int]]) -> dict[str, list[str]]:
-        """For each course, its sequences' outcomes (ok, wait, void, gone), in one round trip."""
+    async def claim(self, batches: dict[str, list[int]]) -> dict[str, tuple[list[str], list[bytes]]]:
+        """Per course: its sequences' outcomes (ok, wait, void, gone), and the messages of earlier
+        standing decisions claimed with them (to be written first); one round trip for all."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for course_id, seqs in batches.items():
                 await self._claim(_keys(course_id), [course_id, *seqs], client=pipe)
             results = await pipe.execute()
         return {
-            course_id: [_text(outcome) for outcome in result]
+            course_id: ([_text(o) for o in result[0]], [bytes(body) for body in result[1]])
             for course_id, result in zip(batches, results, strict=True)
         }
 
@@ -465,22 +574,43 @@ class AdmissionState:
             )
         )
 
-    async def promote(self, course_id: str, *, at: datetime, deadline_ms: int) -> bytes | None:
+    async def promote(self, course_id: str, *, at: datetime, pending_ms: int) -> bytes | None:
         """Seat waitlisted students while seats are free; the promotion's message, or None."""
-        answer = _text(await self._promote(_keys(course_id), [deadline_ms, at.isoformat(), course_id]))
+        answer = _text(await self._promote(_keys(course_id), [pending_ms, at.isoformat(), course_id]))
         if answer == "paused":
             raise AdmissionPausedError()
         return answer.encode() or None
 
-    async def remove(self, course_id: str, *, force: bool) -> str | dict[str, str]:
-        """The removed course's members (student -> mark), or has enrollments / not found / paused."""
-        answer = await self._remove(_keys(course_id), ["1" if force else "0"])
-        if isinstance(answer, list):
-            pairs = [_text(item) for item in answer]
-            return dict(zip(pairs[::2], pairs[1::2], strict=True))
-        return _text(answer)
+    async def remove(self, course_id: str, *, force: bool) -> str:
+        """First step of a delete: ok (now answering "not found"), has enrollments, not found or paused."""
+        return _text(await self._remove(_keys(course_id), ["1" if force else "0"]))
+
+    async def removed(self, course_id: str) -> None:
+        """Second step, once the database's delete committed: the state goes, its pending decisions void."""
+        await self._removed(_keys(course_id), [course_id])
+
+    async def keep(self, course_id: str) -> None:
+        """The database's delete failed: the course takes sign-ups again."""
+        await self._keep(_keys(course_id), [])
 
     # --- reads ---------------------------------------------------------------------------------
+
+    async def configs(self, course_ids: Sequence[str]) -> dict[str, tuple[str, bool] | None]:
+        """Per course: its settings as the state holds them (comparable with `settings_of`) and
+        whether it is being deleted; None for a course the state does not have."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for course_id in course_ids:
+                pipe.hmget(_keys(course_id)[1], "cap", "opens", "closes", "deleting")
+            results = await pipe.execute()
+        found: dict[str, tuple[str, bool] | None] = {}
+        for course_id, (cap, opens, closes, deleting) in zip(course_ids, results, strict=True):
+            found[course_id] = None if cap is None else (f"{_text(cap)}|{_text(opens)}|{_text(closes)}", bool(deleting))
+        return found
+
+    async def course_ids(self) -> list[str]:
+        """Every course the state holds."""
+        prefix = _keys("")[1]
+        return [_text(key)[len(prefix) :] async for key in self.redis.scan_iter(match=prefix + "*", count=1000)]
 
     async def counters(self, course_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
         """(enrolled, waitlisted) of each course known to the state; {} when it is not loaded."""
@@ -499,8 +629,9 @@ class AdmissionState:
         }
 
     async def forget(self) -> None:
-        """Mark the state not loaded: admission pauses until the worker has reloaded it from the database."""
+        """Drop the whole state: admission pauses until the worker has reloaded it from the database."""
         await self.redis.delete(GENERATION)
+        await self._wipe()
 
     async def generation(self) -> str | None:
         value = await self.redis.get(GENERATION)
@@ -512,18 +643,27 @@ class AdmissionState:
         token = uuid.uuid4().hex
         return token if await self.redis.set(LOADING, token, nx=True, px=ttl_ms) else None
 
+    async def renew_loading(self, token: str, ttl_ms: int) -> bool:
+        """Extend the loading lock while this loader holds it; False if it no longer does."""
+        return bool(await self._renew([LOADING], [token, ttl_ms]))
+
     async def unlock_loading(self, token: str) -> None:
-        if _text(await self.redis.get(LOADING) or b"") == token:
-            await self.redis.delete(LOADING)
+        await self._unlock([LOADING], [token])
+
+    async def _wipe(self) -> None:
+        async for key in self.redis.scan_iter(match=PREFIX + "*", count=1000):
+            if not _kept_on_wipe(_text(key)):
+                await self.redis.delete(key)
 
     async def load(self, courses: Iterable[CourseState], *, chunk: int = 500) -> str:
         """Replace the whole state with these courses, then mark it loaded; returns the generation."""
         await self.redis.delete(GENERATION)
-        async for key in self.redis.scan_iter(match=PREFIX + "*", count=1000):
-            if _text(key) != LOADING:
-                await self.redis.delete(key)
+        await self._wipe()
+        courses = list(courses)
+        ids = [course.config.course_id for course in courses]
+        removed_numbers = await self.redis.mget([_keys(course_id)[8] for course_id in ids]) if ids else []
         pipe = self.redis.pipeline(transaction=False)
-        for queued, course in enumerate(courses, start=1):
+        for queued, (course, removed_number) in enumerate(zip(courses, removed_numbers, strict=True), start=1):
             c = course.config
             keys = _keys(c.course_id)
             pipe.hset(
@@ -535,7 +675,7 @@ class AdmissionState:
                     "enrolled": len(course.enrolled),
                     "waitlisted": len(course.waitlisted),
                     "ticket": course.ticket,
-                    "seq": course.seq,
+                    "seq": max(course.seq, int(removed_number or 0)),
                 },
             )
             members = {student: "e" for student in course.enrolled}
@@ -550,6 +690,16 @@ class AdmissionState:
         generation = uuid.uuid4().hex
         await self.redis.set(GENERATION, generation)
         return generation
+
+
+def settings_of(config: CourseConfig) -> str:
+    """A course's capacity and window as the state stores them, for comparing with `configs`."""
+    return f"{_capacity(config.capacity)}|{_ms(config.opens_at)}|{_ms(config.closes_at)}"
+
+
+def _kept_on_wipe(key: str) -> bool:
+    """The loading lock, and removed courses' last numbers (a namesake's numbering goes on from them)."""
+    return key == LOADING or key.startswith(PREFIX + "t:")
 
 
 def _capacity(capacity: int | None) -> int:

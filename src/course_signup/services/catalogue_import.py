@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from course_signup.adapters.admission_state import CourseConfig
 from course_signup.adapters.cache import Cache
 from course_signup.domain import rules
-from course_signup.domain.errors import CourseNotFoundError, DomainError
+from course_signup.domain.errors import AdmissionUnavailableError, CourseNotFoundError, DomainError
 from course_signup.domain.models import utcnow
 from course_signup.services.admission import Admitter
 from course_signup.services.courses import apply_changes, new_course
@@ -52,31 +53,42 @@ async def import_courses(
 ) -> tuple[int, int]:
     """Insert new courses and change existing ones; returns (added, changed).
 
-    In queue mode the admission state takes the imported capacities and windows after the commit
-    (checked there against the live seat count; a capacity under it is kept as it was and logged).
+    In queue mode each changed course's capacity and window are checked and set in the admission
+    state as `PATCH` does (against the live seat count), and put back if the import fails; new
+    courses join it and waitlists are promoted after the commit.
     """
     queued = admissions if admissions is not None and admissions.queued else None
     imported: list[str] = []
+    configured: list[CourseConfig] = []  # queue mode: what to put back if the import fails
     added = changed = 0
     now = utcnow()
     problems = []
-    async with uow:
-        for line, fields in rows:
-            course_id = fields.pop("course_id")
-            imported.append(course_id)
-            try:
-                await apply_changes(uow, course_id=course_id, changes=fields, at=now, promote=queued is None)
-                changed += 1
-            except CourseNotFoundError:
-                if await uow.courses.add(new_course(course_id, at=now, **fields)):
-                    added += 1
-                else:  # created by someone else since the lookup
-                    problems.append(f"line {line}: {course_id}: created meanwhile; import again")
-            except DomainError as exc:
-                problems.append(f"line {line}: {course_id}: {exc}")
-        if problems:
-            raise CatalogueImportError(problems)  # leaving the unit of work rolls every row back
-        await uow.commit()
+    try:
+        async with uow:
+            for line, fields in rows:
+                course_id = fields.pop("course_id")
+                imported.append(course_id)
+                try:
+                    if queued is not None:
+                        configured.append(CourseConfig.of(await uow.courses.get(course_id, for_update=True)))
+                    await apply_changes(uow, course_id=course_id, changes=fields, at=now, queued=queued)
+                    changed += 1
+                except CourseNotFoundError:
+                    if await uow.courses.add(new_course(course_id, at=now, **fields)):
+                        added += 1
+                    else:  # created by someone else since the lookup
+                        problems.append(f"line {line}: {course_id}: created meanwhile; import again")
+                except AdmissionUnavailableError:
+                    raise
+                except DomainError as exc:
+                    problems.append(f"line {line}: {course_id}: {exc}")
+            if problems:
+                raise CatalogueImportError(problems)  # leaving the unit of work rolls every row back
+            await uow.commit()
+    except BaseException:
+        for config in configured:
+            await queued.restore_config(config)  # type: ignore[union-attr]
+        raise
     if queued is not None:
         await queued.reload(uow, imported)  # type: ignore[attr-defined]
     cache.forget_courses()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from course_signup.adapters.admission_state import CourseConfig
 from course_signup.adapters.cache import Cache
 from course_signup.domain import rules
 from course_signup.domain.errors import CourseExistsError, CourseHasEnrollmentsError
@@ -122,13 +123,7 @@ async def change_course(
 
 
 async def apply_changes(
-    uow: UnitOfWork,
-    *,
-    course_id: str,
-    changes: dict[str, Any],
-    at: datetime,
-    queued: Admitter | None = None,
-    promote: bool = True,
+    uow: UnitOfWork, *, course_id: str, changes: dict[str, Any], at: datetime, queued: Admitter | None = None
 ) -> Course:
     """Change a course inside the caller's transaction, promoting from the waitlist if seats opened.
 
@@ -143,19 +138,19 @@ async def apply_changes(
     merged = {field: changes.get(field, getattr(course, field)) for field in CATALOGUE_FIELDS}
     rules.ensure_window_valid(merged["registration_opens_at"], merged["registration_closes_at"])
     if queued is not None:
+        before = CourseConfig.of(course)
         await queued.configure(course, merged)  # type: ignore[attr-defined]
         try:
             if changes:
                 await uow.courses.change(course_id, {**changes, "updated_at": at})
             return await uow.courses.get(course_id)
         except BaseException:
-            await queued.restore(course)  # type: ignore[attr-defined]
+            await queued.restore_config(before)  # type: ignore[attr-defined]
             raise
     rules.ensure_capacity_allowed(merged["capacity"], enrolled=course.enrolled)
     if changes:
         await uow.courses.change(course_id, {**changes, "updated_at": at})
-    if promote:
-        await promote_waitlisted(uow, course_id, at=at)
+    await promote_waitlisted(uow, course_id, at=at)
     return await uow.courses.get(course_id)
 
 
@@ -186,8 +181,9 @@ async def delete_course(
 ) -> None:
     """Remove a course; with enrollments only when forced, recording each removal in the audit trail.
 
-    In queue mode the course leaves the admission state first (refused there if it has students,
-    counted live); decisions of it still queued then find no course and change nothing.
+    In queue mode the admission state stops taking sign-ups for it first (refused there if it has
+    students, counted live), and forgets it once the delete committed; its decisions still queued
+    are skipped, or find no course and change nothing.
     """
     now = utcnow()
     queued = admissions if admissions is not None and admissions.queued else None
@@ -198,8 +194,10 @@ async def delete_course(
         await _delete_rows(uow, course_id=course_id, force=force, at=now)
     except BaseException:
         if queued is not None:
-            await queued.reload(uow, [course_id])  # type: ignore[attr-defined]
+            await queued.keep(course_id)  # type: ignore[attr-defined]
         raise
+    if queued is not None:
+        await queued.removed(course_id)  # type: ignore[attr-defined]
     cache.forget_courses()
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,9 +57,6 @@ class QueueAdmissions:
         self.publish_timeout = settings.queue_publish_timeout_seconds
         self.pending_ms = int(settings.queue_pending_seconds * 1000)
 
-    def deadline_ms(self) -> int:
-        return int(time.time() * 1000) + self.pending_ms
-
     async def admit(self, uow: UnitOfWork, course_id: str, request: AdmissionRequest) -> Admission:
         # Sign-ups to one course that arrive while its script runs go together as the next script
         # (services/admission.py's batching, with Redis deciding instead of the database).
@@ -73,17 +69,19 @@ class QueueAdmissions:
         if not self.queue.ready:  # decide nothing that could not be handed off
             raise AdmissionUnavailableError()
         try:
-            decisions = await self.state.sign_up_many(
+            decisions, promotion = await self.state.sign_up_many(
                 course_id,
                 [(r.student_id, r.waitlist, r.request_id) for r in requests],
                 at=at,
-                deadline_ms=self.deadline_ms(),
+                pending_ms=self.pending_ms,
             )
         except AdmissionPausedError:
             raise AdmissionUnavailableError() from None
         except (RedisError, OSError) as exc:
             log.warning("admission state unavailable: %r", exc)
             raise AdmissionUnavailableError() from None
+        if promotion is not None:  # a seat was free while someone waited: theirs first
+            await self.publish_system(course_id, promotion)
         handed = await asyncio.gather(
             *(self.hand_off(course_id, d.seq, d.message, at=at) for d in decisions if d.message is not None),
             return_exceptions=True,
@@ -107,7 +105,7 @@ class QueueAdmissions:
             raise AdmissionUnavailableError()
         try:
             decision = await self.state.drop(
-                course_id, student_id, at=at, deadline_ms=self.deadline_ms(), request_id=uow.request_id
+                course_id, student_id, at=at, pending_ms=self.pending_ms, request_id=uow.request_id
             )
         except (AdmissionPausedError, RedisError, OSError):
             raise AdmissionUnavailableError() from None
@@ -132,7 +130,7 @@ class QueueAdmissions:
 
     async def _undo(self, course_id: str, seq: int, *, at: datetime) -> None:
         try:
-            outcome, follow = await self.state.void(course_id, seq, at=at, deadline_ms=self.deadline_ms())
+            outcome, follow = await self.state.void(course_id, seq, at=at, pending_ms=self.pending_ms)
         except (RedisError, OSError):
             raise AdmissionUnavailableError() from None  # the reconciler settles it at its deadline
         if follow is not None:
@@ -140,7 +138,8 @@ class QueueAdmissions:
         if outcome == "claimed":
             return  # the broker had it after all, and the worker took it: the decision stands
         if outcome == "kept":
-            # A drop whose seat was taken since cannot be undone; the reconciler publishes it.
+            # Later decisions depend on it (or undoing a drop would oversell): it stands, and the
+            # reconciler publishes it at its deadline.
             return
         raise AdmissionUnavailableError()
 
@@ -160,7 +159,7 @@ class QueueAdmissions:
         async with self.engine.connect() as connection:
             seq = await DecisionRepository(connection).applied_seq(course.course_id)
         with contextlib.suppress(AdmissionPausedError):
-            await self._checked(self.state.create(_config(course), ticket=course.waitlist_seq, seq=seq))
+            await self._checked(self.state.create(CourseConfig.of(course), ticket=course.waitlist_seq, seq=seq))
 
     async def configure(self, course: Course, merged: dict[str, Any]) -> None:
         """Set capacity and window in the state, refusing a capacity below the seats taken now."""
@@ -179,25 +178,37 @@ class QueueAdmissions:
         if outcome == "paused":
             raise AdmissionUnavailableError()
 
-    async def restore(self, course: Course) -> None:
-        """Put back a course's previous capacity and window (its database change failed)."""
-        with contextlib.suppress(AdmissionUnavailableError, CapacityBelowEnrollmentError):
-            await self.configure(course, {f: getattr(course, f) for f in _CONFIG_FIELDS})
+    async def restore_config(self, config: CourseConfig) -> None:
+        """Put back a course's previous capacity and window (its database change failed). A capacity
+        now under the seats taken stays raised; the worker's catalogue sync aligns it later."""
+        with contextlib.suppress(RedisError, OSError):
+            outcome = await self.state.configure(config)
+            if outcome == "below":
+                log.warning("course %s: capacity could not be put back under the seats taken", config.course_id)
 
     async def promote(self, course_id: str) -> None:
         """After a committed capacity rise: seat waitlisted students in order, as one decision."""
         with contextlib.suppress(AdmissionPausedError):
-            message = await self._checked(self.state.promote(course_id, at=utcnow(), deadline_ms=self.deadline_ms()))
+            message = await self._checked(self.state.promote(course_id, at=utcnow(), pending_ms=self.pending_ms))
             if message:
                 await self.publish_system(course_id, message)
 
     async def remove(self, course_id: str, *, force: bool) -> None:
-        """Take a course out of the state before the database deletes it (refused if it has students)."""
+        """Before the database deletes a course: it answers "not found" from now on (refused, counted
+        live, while it has students unless forced). Then `removed`, or `keep` if the delete failed."""
         outcome = await self._checked(self.state.remove(course_id, force=force))
         if outcome == "has enrollments":
             raise CourseHasEnrollmentsError()
         if outcome == "paused":
             raise AdmissionUnavailableError()
+
+    async def removed(self, course_id: str) -> None:
+        with contextlib.suppress(AdmissionUnavailableError):  # the worker's catalogue sync finishes it
+            await self._checked(self.state.removed(course_id))
+
+    async def keep(self, course_id: str) -> None:
+        with contextlib.suppress(AdmissionUnavailableError):
+            await self._checked(self.state.keep(course_id))
 
     async def reload(self, uow: UnitOfWork, course_ids: Iterable[str]) -> None:
         """Courses changed in the database outside the rules above (import): align the state."""
@@ -224,9 +235,6 @@ class QueueAdmissions:
             return await call
         except (RedisError, OSError):
             raise AdmissionUnavailableError() from None
-
-
-_CONFIG_FIELDS = ("capacity", "registration_opens_at", "registration_closes_at")
 
 
 class _DeadlineClearer:
@@ -264,10 +272,6 @@ class _DeadlineClearer:
                         done.set_result(failure)
         finally:
             self._running = False
-
-
-def _config(course: Course) -> CourseConfig:
-    return CourseConfig(course.course_id, course.capacity, course.registration_opens_at, course.registration_closes_at)
 
 
 def _decode_seq(message: bytes) -> int:

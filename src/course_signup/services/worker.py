@@ -7,13 +7,18 @@
   stays unacknowledged) until that decision arrives or is settled.
 - **Reconciler.** A pending decision past its deadline (`queue_pending_seconds`) whose API process
   never confirmed it is settled: a sign-up is released (its seat freed, the waitlist's head promoted),
-  a drop or a promotion is published. A seat is therefore held by a lost decision for at most the
-  deadline plus one reconciler pass.
+  unless later decisions built on it; a drop is undone if that cannot oversell. What cannot be undone
+  is published, and from then on stands: a decision waiting for it is claimed together with it, in
+  order, so one that never comes through the queue cannot stall its shard. A seat is therefore held
+  by a lost decision for at most the deadline plus one reconciler pass.
 - **Loader.** When the admission state is missing (first start, or Redis came back empty), the
   worker takes the loading lock, waits one publish timeout for hand-offs still in flight, sends a
   barrier message through every shard queue and waits until each is consumed (everything decided
   before is then written), loads the state from PostgreSQL and marks it loaded. API processes answer
   503 with Retry-After meanwhile, and resume by themselves.
+- **Catalogue sync.** Every `queue_pending_seconds` it aligns the state's courses (capacity, window,
+  which exist) with the catalogue, for a registrar's change whose API process stopped between its
+  database commit and the state.
 - **Relay.** The event relay publishes the audit trail (adapters/relay.py), in both modes.
 """
 
@@ -34,12 +39,14 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from course_signup.adapters.admission_queue import AdmissionQueue, BrokerUnavailableError, queue_name
-from course_signup.adapters.admission_state import PREFIX, AdmissionState, decode
+from course_signup.adapters.admission_state import PREFIX, AdmissionState, CourseConfig, decode, settings_of
 from course_signup.adapters.repositories.decisions import DecisionRepository
+from course_signup.domain.models import Course
 from course_signup.settings import Settings
 
 log = logging.getLogger("course_signup.worker")
@@ -47,7 +54,7 @@ log = logging.getLogger("course_signup.worker")
 RECONCILE_EVERY_SECONDS = 0.5
 RETRY_SECONDS = 0.5
 BARRIER_TIMEOUT_SECONDS = 30.0
-LOAD_LOCK_MS = 120_000
+LOAD_LOCK_MS = 30_000
 LAG_SAMPLES = 100_000
 
 
@@ -91,6 +98,7 @@ class Worker:
         self.parked: list[_Delivery] = []
         self.lag = Lag()
         self.written = 0
+        self._next_sync = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.queue.open(wait=True)
@@ -167,8 +175,11 @@ class Worker:
         by_course: dict[str, list[int]] = {}
         for course_id, seq in sorted(unique, key=lambda key: key[1]):
             by_course.setdefault(course_id, []).append(seq)
-        outcomes = await self.state.claim(by_course) if by_course else {}
-        verdicts = {(c, s): o for c, seqs in by_course.items() for s, o in zip(seqs, outcomes[c], strict=True)}
+        claims = await self.state.claim(by_course) if by_course else {}
+        verdicts = {(c, s): o for c, seqs in by_course.items() for s, o in zip(seqs, claims[c][0], strict=True)}
+        # Earlier decisions that stand (published, or kept by the reconciler) but whose own message
+        # has not come through yet: claimed with these, written first.
+        pulled = [_normalised(decode(body)) for _, bodies in claims.values() for body in bodies]
         to_write, waiting, done = [], [], []
         for delivery in decisions:
             outcome = verdicts[(delivery.body["c"], delivery.body["s"])]
@@ -178,8 +189,8 @@ class Worker:
                 done.append(delivery)
             else:  # ok, or gone: written unless the database has it already
                 to_write.append(delivery)
-        if to_write:
-            messages = [_normalised(d.body) for d in to_write]
+        if to_write or pulled:
+            messages = pulled + [_normalised(d.body) for d in to_write]
             async with self.engine.begin() as connection:
                 written = await DecisionRepository(connection).apply(messages)
             now = time.time()
@@ -203,6 +214,9 @@ class Worker:
                 if await self.state.generation() is None:
                     await self.reload()
                 await self.reconcile()
+                if time.monotonic() >= self._next_sync:
+                    await self.sync_catalogue()
+                    self._next_sync = time.monotonic() + self.settings.queue_pending_seconds
             except (RedisError, OSError, BrokerUnavailableError, DBAPIError, OperationalError) as exc:
                 log.warning("reconciler: %s; retrying", type(exc).__name__)
             except Exception:
@@ -211,25 +225,83 @@ class Worker:
                 await asyncio.wait_for(stop.wait(), RECONCILE_EVERY_SECONDS)
 
     async def reconcile(self) -> int:
-        """Settle pending decisions past their deadline; returns how many were settled."""
-        now_ms = int(time.time() * 1000)
+        """Settle pending decisions past their deadline; returns how many were settled.
+
+        A sign-up (or a drop that can be undone) is undone. One that must stand (a promotion, a
+        drop whose seat was resold, a decision later ones built on) is published, and only then
+        loses its deadline: from then on it stands, and the worker writes it in order.
+        """
         settled = 0
-        for course_id, seq in await self.state.overdue(now_ms):
+        for course_id, seq in await self.state.overdue():
             at = datetime.now(UTC)
-            outcome, follow = await self.state.void(course_id, seq, at=at, deadline_ms=now_ms + self.pending_ms)
+            outcome, follow = await self.state.void(
+                course_id, seq, at=at, pending_ms=self.pending_ms, overdue_only=True
+            )
             if follow is not None:
                 await self._publish_pending(course_id, follow)
-            if outcome == "kept":  # a drop or promotion: complete it
+            if outcome == "kept":
                 message = await self.state.pending_message(course_id, seq)
                 if message is not None:
-                    await self.state.postpone(course_id, seq, now_ms + self.pending_ms)
                     await self.queue.publish(course_id, message, timeout=self.settings.queue_publish_timeout_seconds)
+                await self.state.published(course_id, seq)
             elif outcome == "claimed":
                 await self.state.published(course_id, seq)
             if outcome in ("voided", "kept"):
                 log.warning("settled an unconfirmed decision", extra={"course": course_id, "seq": seq, "as": outcome})
                 settled += 1
         return settled
+
+    async def sync_catalogue(self) -> int:
+        """Align the state's courses with the catalogue; returns how many courses it changed.
+
+        The registrar's changes reach the state as they happen (services/queue_admission.py); this
+        catches what an API process failed to finish (it died, or Redis failed, between its database
+        commit and the state). Rows a registrar is changing right now are locked, and skipped.
+        """
+        if await self.state.generation() is None:
+            return 0
+        changed = 0
+        async with self.engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    select(
+                        Course.course_id, Course.capacity, Course.registration_opens_at, Course.registration_closes_at
+                    ).with_for_update(skip_locked=True)
+                )
+            ).all()
+            held = await self.state.configs([row.course_id for row in rows])
+            missing = []
+            for row in rows:
+                config = CourseConfig(*row)
+                state = held[row.course_id]
+                if state is None:
+                    missing.append(row.course_id)
+                    continue
+                settings, deleting = state
+                if deleting:  # not locked, so no delete is running: the one that marked it failed
+                    await self.state.keep(row.course_id)
+                    changed += 1
+                if settings != settings_of(config):
+                    if await self.state.configure(config) == "below":
+                        log.error("course %s: capacity under the seats taken; left as it was", row.course_id)
+                    changed += 1
+            for course in await DecisionRepository(connection).states(missing) if missing else []:
+                await self.state.create(course.config, ticket=course.ticket, seq=course.seq)
+                changed += 1
+        known = {row.course_id for row in rows}
+        orphans = [course_id for course_id in await self.state.course_ids() if course_id not in known]
+        if orphans:
+            async with self.engine.connect() as connection:
+                existing = set(
+                    (await connection.execute(select(Course.course_id).where(Course.course_id.in_(orphans)))).scalars()
+                )
+            for course_id in orphans:
+                if course_id not in existing:  # deleted from the catalogue, not taken out of the state
+                    await self.state.removed(course_id)
+                    changed += 1
+        if changed:
+            log.warning("aligned the admission state with the catalogue", extra={"courses": changed})
+        return changed
 
     async def _publish_pending(self, course_id: str, message: bytes) -> None:
         seq = int(decode(message)["s"])
@@ -242,6 +314,7 @@ class Worker:
         token = await self.state.lock_loading(LOAD_LOCK_MS)
         if token is None:
             return False  # another worker is loading it
+        keeper = asyncio.create_task(self._hold_loading_lock(token))
         try:
             if await self.state.generation() is not None:
                 return False
@@ -255,7 +328,19 @@ class Worker:
             log.warning("admission state loaded", extra={"courses": len(states), "generation": generation})
             return True
         finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
             await self.state.unlock_loading(token)
+
+    async def _hold_loading_lock(self, token: str) -> None:
+        """Renew the loading lock while loading (it lapses only if this worker stalls LOAD_LOCK_MS)."""
+        while True:
+            await asyncio.sleep(LOAD_LOCK_MS / 3000)
+            with contextlib.suppress(RedisError, OSError):
+                if not await self.state.renew_loading(token, LOAD_LOCK_MS):
+                    log.error("lost the admission state's loading lock while loading")
+                    return
 
     async def _drain(self) -> None:
         """Send a barrier through each shard queue and wait until every one has been consumed."""
