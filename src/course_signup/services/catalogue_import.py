@@ -90,7 +90,7 @@ async def import_courses(
             await queued.restore_config(config)  # type: ignore[union-attr]
         raise
     if queued is not None:
-        await queued.reload(uow, imported)  # type: ignore[attr-defined]
+        await queued.imported(uow, imported)  # type: ignore[attr-defined]
     cache.forget_courses()
     return added, changed
 

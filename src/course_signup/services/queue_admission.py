@@ -155,11 +155,17 @@ class QueueAdmissions:
     # --- the registrar's changes ---------------------------------------------------------------
 
     async def course_created(self, uow: UnitOfWork, course: Course) -> None:
-        """A committed new course joins the state (its numbering continues a deleted namesake's)."""
+        """A committed new course joins the state (its numbering continues a deleted namesake's).
+
+        The course exists once committed: if Redis fails here, the answer is still the course, and
+        the worker's catalogue sync adds it to the state within `queue_pending_seconds`.
+        """
         async with self.engine.connect() as connection:
             seq = await DecisionRepository(connection).applied_seq(course.course_id)
-        with contextlib.suppress(AdmissionPausedError):
-            await self._checked(self.state.create(CourseConfig.of(course), ticket=course.waitlist_seq, seq=seq))
+        try:
+            await self.state.create(CourseConfig.of(course), ticket=course.waitlist_seq, seq=seq)
+        except (RedisError, OSError) as exc:
+            log.warning("course %s left for the worker's catalogue sync: %r", course.course_id, exc)
 
     async def configure(self, course: Course, merged: dict[str, Any]) -> None:
         """Set capacity and window in the state, refusing a capacity below the seats taken now."""
@@ -187,11 +193,17 @@ class QueueAdmissions:
                 log.warning("course %s: capacity could not be put back under the seats taken", config.course_id)
 
     async def promote(self, course_id: str) -> None:
-        """After a committed capacity rise: seat waitlisted students in order, as one decision."""
-        with contextlib.suppress(AdmissionPausedError):
-            message = await self._checked(self.state.promote(course_id, at=utcnow(), pending_ms=self.pending_ms))
-            if message:
-                await self.publish_system(course_id, message)
+        """After a committed capacity rise: seat waitlisted students in order, as one decision.
+
+        The change is committed either way: if Redis fails here, the next sign-up to the course
+        promotes first (a free seat never goes to a newcomer while someone waits).
+        """
+        try:
+            message = await self.state.promote(course_id, at=utcnow(), pending_ms=self.pending_ms)
+        except (AdmissionPausedError, RedisError, OSError):
+            return
+        if message:
+            await self.publish_system(course_id, message)
 
     async def remove(self, course_id: str, *, force: bool) -> None:
         """Before the database deletes a course: it answers "not found" from now on (refused, counted
@@ -210,18 +222,21 @@ class QueueAdmissions:
         with contextlib.suppress(AdmissionUnavailableError):
             await self._checked(self.state.keep(course_id))
 
-    async def reload(self, uow: UnitOfWork, course_ids: Iterable[str]) -> None:
-        """Courses changed in the database outside the rules above (import): align the state."""
+    async def imported(self, uow: UnitOfWork, course_ids: Iterable[str]) -> None:
+        """After an import committed: new courses join the state, waitlists are promoted into seats.
+
+        Capacity and window were set in the state before the commit. If Redis fails here the import
+        still stands; the worker's catalogue sync adds what is missing.
+        """
         async with self.engine.connect() as connection:
             states = await DecisionRepository(connection).states(list(course_ids))
         for course in states:
-            with contextlib.suppress(AdmissionPausedError):
-                created = await self._checked(self.state.create(course.config, ticket=course.ticket, seq=course.seq))
-                if created == "exists":
-                    outcome = await self._checked(self.state.configure(course.config))
-                    if outcome == "below":
-                        log.warning("course %s: capacity kept, below the seats taken", course.config.course_id)
-                await self.promote(course.config.course_id)
+            try:
+                await self.state.create(course.config, ticket=course.ticket, seq=course.seq)
+            except (RedisError, OSError) as exc:
+                log.warning("course %s left for the worker's catalogue sync: %r", course.config.course_id, exc)
+                continue
+            await self.promote(course.config.course_id)
 
     async def live_counters(self, course_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
         """(enrolled, waitlisted) now, from the state; {} when it cannot say (the database's figures stand)."""
