@@ -34,6 +34,10 @@ KEEP_ALIVE_SECONDS = 5
 POOL_CLOSE_SECONDS = 1.0
 
 
+class HeadTooLargeError(Exception):
+    """Raised from a parser callback to stop parsing a request that was refused for its head's size."""
+
+
 @dataclass(frozen=True)
 class HeadLimits:
     max_bytes: int
@@ -55,6 +59,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.head_deadline: asyncio.TimerHandle | None = None
         self.draining = False
+        self.head_size = 0  # the request line's target and the headers, as parsed
+        self.refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -75,12 +81,34 @@ class EdgeProtocol(HttpToolsProtocol):
         elif self.head_bytes and self.head_deadline is None:
             self._arm_head_deadline()
 
+    def on_message_begin(self) -> None:
+        self.head_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self.head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         self.in_head, self.head_bytes = False, 0
         self._disarm_head_deadline()
+        # A head that arrived in one read is only measured here, once parsed: refuse it before the
+        # app sees it, and stop the parser (its error answer is not sent: this one was).
+        if self.head_size > self.limits.max_bytes:
+            self.refused = True
+            self._refuse(431, f"The request's headers are larger than {self.limits.max_bytes} bytes.")
+            raise HeadTooLargeError()
         super().on_headers_complete()
         if self.draining and self.cycle is not None:
             self.cycle.keep_alive = False
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.refused:
+            super().send_400_response(msg)
 
     def on_message_complete(self) -> None:
         self.in_head = True

@@ -124,6 +124,18 @@ def test_a_32_mb_header_is_refused_with_431_and_the_connection_closed(serve):
     assert server.process.poll() is None
 
 
+def test_a_head_over_the_limit_that_arrives_in_one_read_is_refused_too(serve):
+    """Measured as it is parsed, not only as bytes arrive: 20 KB in one write is one read here."""
+    server = serve(COURSE_SIGNUP_MAX_HEADER_BYTES="8192")
+    with _connect(server) as sock:
+        sock.sendall(_request("GET", "/health", headers={"X-Filler": "a" * 20_000}))
+        status, headers, body = _read_answer(sock)
+        assert status == 431 and headers["connection"] == "close"
+        assert json.loads(body)["data"] == "The request's headers are larger than 8192 bytes."
+        assert _closed_by_server(sock)
+    assert server.process.poll() is None
+
+
 def test_headers_within_the_limit_are_served(serve):
     server = serve(COURSE_SIGNUP_MAX_HEADER_BYTES="8192")
     with _connect(server) as sock:
