@@ -164,6 +164,8 @@ async def test_reads_come_from_the_replica_and_students_read_their_own_writes(
             # Carol signs up here: her own reads go to the primary at once, Alice's still to the replica.
             await _sign_up(client, carol, course, auth)
             assert await _my_courses(client, carol, auth) == [course]
+            # The catalogue she goes back to shows her seat taken (it was cached from the replica before).
+            assert (await client.get(f"/courses/{course}")).json()["data"]["enrolled"] == 3
             carols = f"/students/{carol}/courses/{course}/classmates"
             assert await _students(client, carols, auth(carol)) == sorted([alice, bob])
             assert await _students(client, classmates, auth(alice)) == []

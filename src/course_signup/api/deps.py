@@ -55,10 +55,11 @@ def _reader(request: Request) -> str:
 
 
 async def note_write(request: Request, *, student: str | None = None, catalogue: bool = False) -> None:
-    """Call once a write has committed: the writer, `student` and (if `catalogue`) catalogue readers see it.
+    """Call just before a write: the writer, `student` and (if `catalogue`) catalogue readers see it.
 
-    Their reads go to the primary for READ_YOUR_WRITES_SECONDS (adapters/replicas.py); without
-    replicas this does nothing.
+    Their reads go to the primary from now until READ_YOUR_WRITES_SECONDS after (adapters/replicas.py).
+    Marking before the write, not after, leaves no moment in which a read could fill the catalogue
+    cache from a replica that has not replayed it yet. Without replicas this does nothing.
     """
     router = request.app.state.replicas
     if router is not None:

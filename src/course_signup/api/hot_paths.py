@@ -110,6 +110,7 @@ async def _sign_up(request: Request, email: str, course_id: str, waitlist: bool)
     await deps.check_write_limit(request, principal)
     student = deps.authorize_student(principal, email)
     state = request.app.state
+    await deps.note_write(request, student=student, catalogue=True)  # as routes/students.py does
     view = await enrollments.sign_up(
         SqlAlchemyUnitOfWork(state.sessions, request_id=request.state.request_id),
         state.cache,
@@ -118,7 +119,6 @@ async def _sign_up(request: Request, email: str, course_id: str, waitlist: bool)
         waitlist=waitlist,
         admissions=state.admissions,
     )
-    await deps.note_write(request, student=student)
     status = 200 if view.is_enrolled else 202
     return status, envelope_bytes(status, enrollment_out(view))
 

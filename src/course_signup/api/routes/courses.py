@@ -186,8 +186,8 @@ async def create_course(
 ) -> Response:
     """Add a course to the catalogue (admin)."""
     fields = body.model_dump(exclude={"course_id"})
-    course = await courses.create_course(uow, cache, course_id=body.course_id, admissions=admissions, **fields)
     await note_write(request, catalogue=True)
+    course = await courses.create_course(uow, cache, course_id=body.course_id, admissions=admissions, **fields)
     return ok(course_out(course), status=201)
 
 
@@ -203,8 +203,8 @@ async def change_course(
     request: Request, course_id: PathCourse, body: CoursePatch, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
 ) -> Response:
     """Change a course (admin); raising capacity promotes waitlisted students in order."""
-    course = await courses.change_course(uow, cache, course_id=course_id, changes=body.changes(), admissions=admissions)
     await note_write(request, catalogue=True)
+    course = await courses.change_course(uow, cache, course_id=course_id, changes=body.changes(), admissions=admissions)
     return ok(course_out(course))
 
 
@@ -225,8 +225,8 @@ async def delete_course(
     force: Annotated[bool, Query(description="Also remove its enrollments and waitlist.")] = False,
 ) -> Response:
     """Delete a course (admin); one with enrollments or a waitlist only with `?force=true`."""
-    await courses.delete_course(uow, cache, course_id=course_id, force=force, admissions=admissions)
     await note_write(request, catalogue=True)
+    await courses.delete_course(uow, cache, course_id=course_id, force=force, admissions=admissions)
     return ok({"courseId": course_id, "status": "deleted"})
 
 

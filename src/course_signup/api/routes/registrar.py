@@ -78,8 +78,8 @@ async def import_courses(
     request: Request, body: CourseImportCreate, uow: UowDep, cache: CacheDep, admissions: AdmissionsDep
 ) -> Response:
     """Insert or update courses from CSV text, all in one transaction, as `course-signup import-courses` does."""
-    added, changed = await catalogue_upload.import_csv(uow, cache, text=body.csv, admissions=admissions)
     await note_write(request, catalogue=True)
+    added, changed = await catalogue_upload.import_csv(uow, cache, text=body.csv, admissions=admissions)
     response = ok({"status": "imported", "added": added, "changed": changed})
     response.headers.update(PRIVATE)
     return response

@@ -74,10 +74,10 @@ async def sign_up(
     """Enroll the student in a course, or waitlist them when it is full and they asked to wait."""
 
     async def answer() -> Response:
+        await note_write(request, student=student, catalogue=True)  # the seat figures change too
         view = await enrollments.sign_up(
             uow, cache, student_id=student, course_id=body.course_id, waitlist=body.waitlist, admissions=admissions
         )
-        await note_write(request, student=student)
         return ok(enrollment_out(view), status=200 if view.is_enrolled else 202)
 
     return await idempotency.run(student, body, answer)
@@ -111,8 +111,8 @@ async def drop(
     admissions: AdmissionsDep,
 ) -> Response:
     """Drop a course or leave its waitlist; a freed seat goes to the first waitlisted student."""
+    await note_write(request, student=student, catalogue=True)
     result = await enrollments.drop(uow, cache, student_id=student, course_id=course_id, admissions=admissions)
-    await note_write(request, student=student)
     return ok(drop_out(result))
 
 
