@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,12 +118,21 @@ class StackError(Exception):
     """The stack could not start; its message says why."""
 
 
+def _in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def up(config: StackConfig) -> Stack:
     """Start the stack and return once nginx answers /ready through an API process."""
     state = config.state_dir.resolve()
     if any(_alive(entry) for entry in _read_pids(state)):
         raise StackError(f"a stack is already running from {state}: stop it first (make stack-down)")
     nginx = _nginx_binary()
+    busy = [port for port in (config.port, *config.api_ports) if _in_use(port)]
+    if busy:  # else another server there would answer our readiness checks
+        ports = ", ".join(map(str, busy))
+        raise StackError(f"port(s) {ports} on 127.0.0.1 already in use: choose others (--port, --api-ports)")
     for directory in ("logs", "nginx", "data"):
         (state / directory).mkdir(parents=True, exist_ok=True)
     env = _environment(config, state)

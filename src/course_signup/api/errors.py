@@ -72,9 +72,10 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-# SQLSTATE classes meaning "the database cannot serve now": connection exceptions,
-# insufficient resources (e.g. too many clients), operator intervention (shutdown, restart).
-UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+# SQLSTATE classes meaning "the database cannot serve now; try again": connection exceptions,
+# transaction rollback (a deadlock, or a read cancelled on a streaming replica by a conflict with
+# recovery), insufficient resources (e.g. too many clients), operator intervention (shutdown, restart).
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "40", "53", "57")
 
 
 def _sqlstate(exc: DBAPIError) -> str:
