@@ -25,12 +25,12 @@ class ScriptedRouter(ReplicaRouter):
     """The router with the WAL positions set by the test instead of read from servers."""
 
     primary_at = 0
-    replayed: dict[int, tuple[bool, int] | Exception]
+    replayed: dict[int, tuple[bool, int, str] | Exception]
 
     async def _primary_position(self) -> int:
         return self.primary_at
 
-    async def _replay_position(self, replica: Replica) -> tuple[bool, int | None]:
+    async def _replay_position(self, replica: Replica) -> tuple[bool, int | None, str]:
         answer = self.replayed[replica.number]
         if isinstance(answer, Exception):
             raise answer
@@ -44,10 +44,12 @@ def router(clock: Clock, *, replicas: int = 1, max_lag: float = 5.0, window: flo
     return scripted
 
 
-async def measured(scripted: ScriptedRouter, *, primary: int, replayed: int, at: float, clock: Clock) -> None:
+async def measured(
+    scripted: ScriptedRouter, *, primary: int, replayed: int, at: float, clock: Clock, server: str = "one"
+) -> None:
     clock.now = at
     scripted.primary_at = primary
-    scripted.replayed = {replica.number: (True, replayed) for replica in scripted.replicas}
+    scripted.replayed = {replica.number: (True, replayed, server) for replica in scripted.replicas}
     await scripted.check()
 
 
@@ -93,7 +95,7 @@ async def test_a_replica_that_does_not_answer_or_is_not_in_recovery_is_not_used(
     clock = Clock()
     scripted = router(clock, replicas=2)
     await measured(scripted, primary=100, replayed=100, at=1000.0, clock=clock)
-    scripted.replayed = {1: ConnectionRefusedError("refused"), 2: (False, 100)}
+    scripted.replayed = {1: ConnectionRefusedError("refused"), 2: (False, 100, "one")}
     await scripted.check()
     assert states(scripted) == [("down", None), ("not-in-recovery", None)]
     assert await scripted.choose(None) is None
@@ -181,3 +183,16 @@ def test_reads_return_to_replicas_only_after_the_lag_limit():
         )
     allowed = Settings(database_url=PRIMARY, replica_max_lag_seconds=10, replica_read_your_writes_seconds=5)
     assert allowed.database_replica_urls == []  # without replicas the two do not meet
+
+
+async def test_a_restarted_replica_is_measured_afresh_not_by_what_it_held_before():
+    clock = Clock()
+    scripted = router(clock, max_lag=5.0)
+    await measured(scripted, primary=100, replayed=100, at=1000.0, clock=clock)
+    await measured(scripted, primary=200, replayed=200, at=1001.0, clock=clock)
+    assert states(scripted) == [("ok", 0.0)]
+    # Restarted between two checks: back at an older position, still replaying from there.
+    await measured(scripted, primary=300, replayed=150, at=1010.0, clock=clock, server="one, restarted")
+    state, lag = states(scripted)[0]
+    assert state == "lagging" and (lag is None or lag > 5.0)  # not the 0 s its old self had earned
+    assert await scripted.choose("alice@example.com") is None

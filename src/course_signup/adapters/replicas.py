@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from course_signup.adapters import database
 from course_signup.adapters.redis_link import RedisLink, RedisUnavailableError
@@ -56,7 +56,12 @@ CONNECT_TIMEOUT_SECONDS = 2.0  # asyncpg waits 60 s by default for a host that d
 # What opening a connection to a stopped or unreachable server raises.
 CONNECT_FAILURES = (DBAPIError, OSError, TimeoutError)
 _PRIMARY_POSITION = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
-_REPLICA_POSITION = text("SELECT pg_is_in_recovery(), pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint")
+# Also which server answered, and since when: a bound is about one server's replay, and a restarted
+# standby (or another server behind the same address) may replay from further back.
+_REPLICA_POSITION = text(
+    "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint, "
+    "(SELECT system_identifier FROM pg_control_system())::text || '/' || pg_postmaster_start_time()::text"
+)
 
 
 @dataclass(eq=False)
@@ -64,7 +69,9 @@ class Replica:
     number: int  # its place in DATABASE_REPLICA_URLS, from 1: /ready names it so (the URL stays private)
     where: str  # host:port/database, for the log
     engine: AsyncEngine
+    checks: AsyncEngine | None = None  # one connection of its own for the lag checks (None: `engine`'s)
     holds_until: float | None = None  # it holds every transaction acknowledged before this monotonic time
+    incarnation: str | None = None  # the server (and its start) that `holds_until` was measured on
     problem: str | None = None  # DOWN or NOT_A_REPLICA: not used whatever its position
     reason: str = ""  # why it is DOWN, for the log
 
@@ -151,8 +158,12 @@ class ReplicaRouter:
         max_lag: float,
         recent: RecentWrites,
         clock: Callable[[], float] = time.monotonic,
+        primary_checks: AsyncEngine | None = None,
     ) -> None:
         self.primary = primary
+        # The checks have a connection of their own: a rush that fills the request pools must not
+        # fail them (every replica would look ever further behind exactly when the primary is busiest).
+        self.primary_checks = primary_checks or primary
         self._clock = clock
         self.replicas = list(replicas)
         self.max_lag = max_lag
@@ -175,11 +186,17 @@ class ReplicaRouter:
                 "process that answered the write; behind a load balancer, set REDIS_URL"
             )
         replicas = [
-            Replica(number, _where(url), _replica_engine(settings, url))
+            Replica(number, _where(url), _replica_engine(settings, url), checks=_check_engine(url))
             for number, url in enumerate(settings.database_replica_urls, start=1)
         ]
         recent = RecentWrites(settings.replica_read_your_writes_seconds, link)
-        return cls(primary, replicas, max_lag=settings.replica_max_lag_seconds, recent=recent)
+        return cls(
+            primary,
+            replicas,
+            max_lag=settings.replica_max_lag_seconds,
+            recent=recent,
+            primary_checks=_check_engine(settings.sqlalchemy_url),
+        )
 
     async def start(self) -> None:
         """Measure the replicas once, then keep measuring them in the background."""
@@ -193,6 +210,10 @@ class ReplicaRouter:
                 await self._checks
         for replica in self.replicas:
             await replica.engine.dispose()
+            if replica.checks is not None:
+                await replica.checks.dispose()
+        if self.primary_checks is not self.primary:
+            await self.primary_checks.dispose()
 
     async def wrote(self, *readers: str) -> None:
         """These readers' reads go to the primary for READ_YOUR_WRITES_SECONDS: call after a write commits."""
@@ -248,7 +269,7 @@ class ReplicaRouter:
     async def _check(self, replica: Replica) -> None:
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-                in_recovery, replayed = await self._replay_position(replica)
+                in_recovery, replayed, incarnation = await self._replay_position(replica)
         except Exception as exc:
             self._lost(replica, exc, say=False)
             return
@@ -256,6 +277,8 @@ class ReplicaRouter:
             replica.problem, replica.holds_until = NOT_A_REPLICA, None
             return
         replica.problem = None
+        if incarnation != replica.incarnation:  # restarted, or another server: what it held says nothing now
+            replica.incarnation, replica.holds_until = incarnation, None
         # Replay never goes back, so an earlier bound stays true when the positions it came from are gone.
         found = next((asked for asked, position in reversed(self._positions) if position <= replayed), None)
         candidates = [t for t in (replica.holds_until, found) if t is not None]
@@ -293,12 +316,13 @@ class ReplicaRouter:
 
     async def _primary_position(self) -> int:
         """The primary's WAL position now, in bytes."""
-        return int((await _row(self.primary, _PRIMARY_POSITION))[0])
+        return int((await _row(self.primary_checks, _PRIMARY_POSITION))[0])
 
-    async def _replay_position(self, replica: Replica) -> tuple[bool, int | None]:
-        """Whether the replica is in recovery, and the WAL position it has replayed, in bytes."""
-        in_recovery, replayed = await _row(replica.engine, _REPLICA_POSITION)
-        return bool(in_recovery), None if replayed is None else int(replayed)
+    async def _replay_position(self, replica: Replica) -> tuple[bool, int | None, str]:
+        """Whether the replica is in recovery, the WAL position it has replayed (bytes), and which
+        server answered since when."""
+        in_recovery, replayed, incarnation = await _row(replica.checks or replica.engine, _REPLICA_POSITION)
+        return bool(in_recovery), None if replayed is None else int(replayed), str(incarnation)
 
     async def _run(self) -> None:
         while True:
@@ -317,12 +341,25 @@ def _replica_engine(settings: Settings, url: str) -> AsyncEngine:
     # A pooled connection the server closed (replica stopped or restarted) is noticed here at no
     # cost, so the pool opens a new one, and a replica that is gone fails to open, which sends
     # the read to the primary instead of failing it.
-    @event.listens_for(engine.sync_engine, "checkout")
+    # insert=True: before the pool-in-use gauge counts the checkout, which a retry would count twice.
+    @event.listens_for(engine.sync_engine.pool, "checkout", insert=True)
     def _closed_is_gone(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         if dbapi_connection.driver_connection.is_closed():
             raise InvalidatePoolError("the replica closed this connection")
 
     return engine
+
+
+def _check_engine(url: str) -> AsyncEngine:
+    """One connection, kept, for the lag checks; a server that does not answer fails them quickly."""
+    return create_async_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=CHECK_TIMEOUT_SECONDS,
+        pool_pre_ping=True,
+        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+    )
 
 
 def _where(url: str) -> str:
