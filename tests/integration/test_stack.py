@@ -237,7 +237,11 @@ async def _burst_briefly(url: str, course: str) -> tuple[dict[str, int], list[st
 
 def test_stack_down_stops_every_process_it_started_and_nothing_else(stack):
     module = sys.modules["course_signup_stack"]
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Looks like one of the stack's API processes to anything matching command lines (`pkill -f`),
+    # but `make stack` did not start it.
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "course_signup", "serve", "--port", "8081"]
+    )
     try:
         started = time.monotonic()
         stopped = module.down(stack.config.state_dir, quiet=True)
