@@ -111,13 +111,20 @@ def _admit_statement() -> Any:
     def count(of: str) -> Any:
         return select(func.count()).select_from(inserted).where(inserted.c.status == of).scalar_subquery()
 
+    def before(column: Any) -> Any:
+        return select(column).select_from(locked_rows).scalar_subquery()
+
+    # The new counters are the locked row's plus what was inserted: the same figures the decision
+    # used. (Adding to the UPDATE's own view of the row went wrong under a concurrent drop: the
+    # UPDATE could add to the row as of the statement's snapshot, before the drop, and oversell by
+    # the drop's seat, which the CHECK constraint then refused as a 500.)
     counters = (
         update(Course)
         .where(Course.course_id == course_id, exists().select_from(inserted))
         .values(
-            enrolled=Course.enrolled + count(STATUS_ENROLLED),
-            waitlisted=Course.waitlisted + count(STATUS_WAITLISTED),
-            waitlist_seq=Course.waitlist_seq + count(STATUS_WAITLISTED),
+            enrolled=before(locked_rows.c.enrolled) + count(STATUS_ENROLLED),
+            waitlisted=before(locked_rows.c.waitlisted) + count(STATUS_WAITLISTED),
+            waitlist_seq=before(locked_rows.c.waitlist_seq) + count(STATUS_WAITLISTED),
             updated_at=at,
         )
         .returning(Course.course_id)
