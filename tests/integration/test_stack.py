@@ -258,7 +258,7 @@ def test_stack_down_stops_every_process_it_started_and_nothing_else(stack):
         bystander.wait()
 
 
-def test_the_edge_refuses_a_large_body_in_the_envelope_and_keeps_the_clients_request_id(stack):
+def test_the_edge_refuses_a_large_body_or_header_in_the_envelope_and_keeps_the_clients_request_id(stack):
     url = stack.config.url
     body = b"x" * (64 * 1024 + 1)
     too_large = httpx.post(f"{url}courses", content=body, headers={"Content-Type": "application/json"})
@@ -267,6 +267,13 @@ def test_the_edge_refuses_a_large_body_in_the_envelope_and_keeps_the_clients_req
         "code": 413,
         "message": "Payload Too Large",
         "data": "The request body is larger than 64 KiB.",
+    }
+    too_long = httpx.get(f"{url}health", headers={"X-Filler": "a" * (9 * 1024)})
+    assert too_long.status_code == 400
+    assert too_long.json() == {
+        "code": 400,
+        "message": "Bad Request",
+        "data": "The request could not be read: malformed, or a header over 8 KiB (32 KiB in all).",
     }
     assert httpx.get(f"{url}health", headers={"X-Request-ID": "trace-42"}).headers["x-request-id"] == "trace-42"
     assert re.fullmatch(r"[0-9a-f]{32}", httpx.get(f"{url}health").headers["x-request-id"])
