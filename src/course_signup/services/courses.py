@@ -113,8 +113,14 @@ async def change_course(
     """Change catalogue fields; raising capacity promotes waitlisted students in order."""
     queued = admissions if admissions is not None and admissions.queued else None
     async with uow:
+        before = CourseConfig.of(await uow.courses.get(course_id, for_update=True)) if queued else None
         course = await apply_changes(uow, course_id=course_id, changes=changes, at=utcnow(), queued=queued)
-        await uow.commit()
+        try:
+            await uow.commit()
+        except BaseException:
+            if queued is not None:  # the state took the new capacity and window: put them back
+                await queued.restore_config(before)  # type: ignore[attr-defined]
+            raise
     if queued is not None:
         await queued.promote(course_id)  # type: ignore[attr-defined]
         await _live_seats(queued, [course])
