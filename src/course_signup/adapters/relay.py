@@ -10,7 +10,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from course_signup.domain.events import event_view
 from course_signup.domain.models import CourseEvent
 
 EXCHANGE = "course_signup.events"
@@ -65,14 +66,7 @@ def routing_key(event: OutboxEvent) -> str:
 
 def message_body(event: OutboxEvent) -> dict[str, Any]:
     """The message body: the same object GET /courses/{courseId}/events answers for this event."""
-    return {
-        "eventId": event.event_id,
-        "type": event.type,
-        "studentId": event.student_id,
-        "courseId": event.course_id,
-        "at": event.at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "requestId": event.request_id,
-    }
+    return event_view(event)
 
 
 def message(event: OutboxEvent) -> aio_pika.Message:

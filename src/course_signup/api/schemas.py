@@ -24,7 +24,9 @@ from course_signup.adapters.replicas import ReplicaStatus
 from course_signup.api.envelope import REASONS
 from course_signup.domain import rules
 from course_signup.domain.errors import InvalidInputError
+from course_signup.domain.events import event_view
 from course_signup.domain.models import Course, CourseEvent, Enrollment
+from course_signup.domain.rules import rfc3339
 from course_signup.domain.views import DropResult, EnrollmentView, StudentCourseView
 
 T = TypeVar("T")
@@ -263,12 +265,6 @@ class EventOut(Schema):
 # --- presenters -------------------------------------------------------------------------------
 
 
-def rfc3339(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return rules.as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")  # type: ignore[union-attr]
-
-
 def replica_out(status: ReplicaStatus) -> dict[str, Any]:
     lag = None if status.lag_seconds is None else round(status.lag_seconds, 3)
     return {"replica": status.number, "state": status.state, "lagSeconds": lag}
@@ -327,14 +323,7 @@ def drop_out(result: DropResult) -> dict[str, Any]:
 
 
 def event_out(event: CourseEvent) -> dict[str, Any]:
-    return {
-        "eventId": event.event_id,
-        "type": event.type,
-        "studentId": event.student_id,
-        "courseId": event.course_id,
-        "at": rfc3339(event.at),
-        "requestId": event.request_id,
-    }
+    return event_view(event)
 
 
 # --- OpenAPI entries for error answers -----------------------------------------------------------

@@ -55,6 +55,13 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+def rfc3339(moment: datetime | None) -> str | None:
+    """A time as clients read it: RFC 3339 in UTC, whole seconds, with a Z."""
+    if moment is None:
+        return None
+    return as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")  # type: ignore[union-attr]
+
+
 def registration_is_open(opens_at: datetime | None, closes_at: datetime | None, *, at: datetime) -> bool:
     """True when `at` lies in [opens_at, closes_at); a missing bound does not limit."""
     opens_at, closes_at = as_utc(opens_at), as_utc(closes_at)
