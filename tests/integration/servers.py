@@ -23,9 +23,10 @@ def free_port() -> int:
 
 
 @dataclass
-class Server:
+class Process:
+    """A course-signup process a test started, with its log."""
+
     process: subprocess.Popen[bytes]
-    url: str
     log: Path
 
     def kill(self) -> None:
@@ -33,13 +34,22 @@ class Server:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited in 20 s; returns its exit status."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        return self.process.returncode
+
+
+@dataclass
+class Server(Process):
+    """A `course-signup serve` process."""
+
+    url: str = ""
 
 
 def start_server(
@@ -74,7 +84,7 @@ def start_server(
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    server = Server(process, log, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -89,25 +99,8 @@ def start_server(
     raise RuntimeError(f"serve did not become ready:\n{log.read_text()}")
 
 
-@dataclass
-class Worker:
+class Worker(Process):
     """A `course-signup worker` process (queue admission's writer and the event relay)."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
 
 
 def start_worker(database_url: str, data_dir: Path, **env: str) -> Worker:
