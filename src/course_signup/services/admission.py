@@ -43,8 +43,6 @@ def _answer(answer: Admission | BaseException) -> Admission:
 class Admitter(Protocol):
     """How sign-ups and drops are decided: by the database (Admissions) or in Redis (QueueAdmissions)."""
 
-    queued: bool
-
     async def admit(self, uow: UnitOfWork, course_id: str, request: AdmissionRequest) -> Admission: ...
     async def drop(self, uow: UnitOfWork, *, student_id: str, course_id: str) -> str | None: ...
 
@@ -81,8 +79,6 @@ class Admissions:
     on the course's row lock), which the benchmark uses for comparison. This is the database mode;
     services/queue_admission.py has the same two methods for the queue mode.
     """
-
-    queued = False  # decisions are the database's own
 
     def __init__(self, *, batching: bool = True, max_batch: int = MAX_BATCH, decide: Decide | None = None) -> None:
         self.batching = batching

@@ -14,6 +14,7 @@ from course_signup.domain.errors import AdmissionUnavailableError, CourseNotFoun
 from course_signup.domain.models import utcnow
 from course_signup.services.admission import Admitter
 from course_signup.services.courses import apply_changes, new_course
+from course_signup.services.queue_admission import queued
 from course_signup.services.unit_of_work import UnitOfWork
 
 COLUMNS = ("courseId", "name", "lessons", "capacity", "registrationOpensAt", "registrationClosesAt")
@@ -57,7 +58,7 @@ async def import_courses(
     state as `PATCH` does (against the live seat count), and put back if the import fails; new
     courses join it and waitlists are promoted after the commit.
     """
-    queued = admissions if admissions is not None and admissions.queued else None
+    queue = queued(admissions)
     imported: list[str] = []
     configured: list[CourseConfig] = []  # queue mode: what to put back if the import fails
     added = changed = 0
@@ -69,9 +70,9 @@ async def import_courses(
                 course_id = fields.pop("course_id")
                 imported.append(course_id)
                 try:
-                    if queued is not None:
+                    if queue is not None:
                         configured.append(CourseConfig.of(await uow.courses.get(course_id, for_update=True)))
-                    await apply_changes(uow, course_id=course_id, changes=fields, at=now, queued=queued)
+                    await apply_changes(uow, course_id=course_id, changes=fields, at=now, queue=queue)
                     changed += 1
                 except CourseNotFoundError:
                     if await uow.courses.add(new_course(course_id, at=now, **fields)):
@@ -86,11 +87,12 @@ async def import_courses(
                 raise CatalogueImportError(problems)  # leaving the unit of work rolls every row back
             await uow.commit()
     except BaseException:
-        for config in configured:
-            await queued.restore_config(config)  # type: ignore[union-attr]
+        if queue is not None:
+            for config in configured:
+                await queue.restore_config(config)
         raise
-    if queued is not None:
-        await queued.imported(uow, imported)  # type: ignore[attr-defined]
+    if queue is not None:
+        await queue.imported(uow, imported)
     cache.forget_courses()
     return added, changed
 

@@ -14,6 +14,7 @@ from course_signup.domain.events import EventType
 from course_signup.domain.models import STATUS_ENROLLED, Course, utcnow
 from course_signup.domain.pagination import Page, PageRequest, make_page
 from course_signup.services.admission import Admitter, promote_waitlisted
+from course_signup.services.queue_admission import QueueAdmissions, queued
 from course_signup.services.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -101,8 +102,9 @@ async def create_course(
         if not await uow.courses.add(course):
             raise CourseExistsError()
         await uow.commit()
-    if admissions is not None and admissions.queued:
-        await admissions.course_created(uow, course)  # type: ignore[attr-defined]
+    queue = queued(admissions)
+    if queue is not None:
+        await queue.course_created(uow, course)
     cache.forget_courses()
     return course
 
@@ -111,29 +113,29 @@ async def change_course(
     uow: UnitOfWork, cache: Cache, *, course_id: str, changes: dict[str, Any], admissions: Admitter | None = None
 ) -> Course:
     """Change catalogue fields; raising capacity promotes waitlisted students in order."""
-    queued = admissions if admissions is not None and admissions.queued else None
+    queue = queued(admissions)
     async with uow:
-        before = CourseConfig.of(await uow.courses.get(course_id, for_update=True)) if queued else None
-        course = await apply_changes(uow, course_id=course_id, changes=changes, at=utcnow(), queued=queued)
+        before = CourseConfig.of(await uow.courses.get(course_id, for_update=True)) if queue else None
+        course = await apply_changes(uow, course_id=course_id, changes=changes, at=utcnow(), queue=queue)
         try:
             await uow.commit()
         except BaseException:
-            if queued is not None:  # the state took the new capacity and window: put them back
-                await queued.restore_config(before)  # type: ignore[attr-defined]
+            if queue is not None and before is not None:  # the state took the new settings: put them back
+                await queue.restore_config(before)
             raise
-    if queued is not None:
-        await queued.promote(course_id)  # type: ignore[attr-defined]
-        await _live_seats(queued, [course])
+    if queue is not None:
+        await queue.promote(course_id)
+        await _live_seats(queue, [course])
     cache.forget_courses()
     return course
 
 
 async def apply_changes(
-    uow: UnitOfWork, *, course_id: str, changes: dict[str, Any], at: datetime, queued: Admitter | None = None
+    uow: UnitOfWork, *, course_id: str, changes: dict[str, Any], at: datetime, queue: QueueAdmissions | None = None
 ) -> Course:
     """Change a course inside the caller's transaction, promoting from the waitlist if seats opened.
 
-    In queue mode (`queued`) the seats are counted in Redis: the capacity is checked and set there,
+    In queue mode (`queue`) the seats are counted in Redis: the capacity is checked and set there,
     atomically against the live count, while this transaction holds the course's row (the worker's
     writes to it wait); the caller promotes through the queue after the commit.
     """
@@ -143,15 +145,15 @@ async def apply_changes(
     course = await uow.courses.get(course_id, for_update=True)
     merged = {field: changes.get(field, getattr(course, field)) for field in CATALOGUE_FIELDS}
     rules.ensure_window_valid(merged["registration_opens_at"], merged["registration_closes_at"])
-    if queued is not None:
+    if queue is not None:
         before = CourseConfig.of(course)
-        await queued.configure(course, merged)  # type: ignore[attr-defined]
+        await queue.configure(course, merged)
         try:
             if changes:
                 await uow.courses.change(course_id, {**changes, "updated_at": at})
             return await uow.courses.get(course_id)
         except BaseException:
-            await queued.restore_config(before)  # type: ignore[attr-defined]
+            await queue.restore_config(before)
             raise
     rules.ensure_capacity_allowed(merged["capacity"], enrolled=course.enrolled)
     if changes:
@@ -162,9 +164,10 @@ async def apply_changes(
 
 async def _live_seats(admissions: Admitter | None, rows: list[Course]) -> None:
     """Queue mode: seat figures from the admission state, which is ahead of the worker's writes."""
-    if admissions is None or not admissions.queued or not rows:
+    queue = queued(admissions)
+    if queue is None or not rows:
         return
-    live = await admissions.live_counters(course.course_id for course in rows)  # type: ignore[attr-defined]
+    live = await queue.live_counters(course.course_id for course in rows)
     for course in rows:
         if course.course_id in live:
             course.enrolled, course.waitlisted = live[course.course_id]
@@ -192,18 +195,18 @@ async def delete_course(
     are skipped, or find no course and change nothing.
     """
     now = utcnow()
-    queued = admissions if admissions is not None and admissions.queued else None
-    if queued is not None:
-        await queued.remove(course_id, force=force)  # type: ignore[attr-defined]
+    queue = queued(admissions)
+    if queue is not None:
+        await queue.remove(course_id, force=force)
         force = True  # the live count said yes; the database's rows may only lag behind it
     try:
         await _delete_rows(uow, course_id=course_id, force=force, at=now)
     except BaseException:
-        if queued is not None:
-            await queued.keep(course_id)  # type: ignore[attr-defined]
+        if queue is not None:
+            await queue.keep(course_id)
         raise
-    if queued is not None:
-        await queued.removed(course_id)  # type: ignore[attr-defined]
+    if queue is not None:
+        await queue.removed(course_id)
     cache.forget_courses()
 
 

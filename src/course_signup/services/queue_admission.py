@@ -36,7 +36,7 @@ from course_signup.domain.errors import (
     EnrollmentNotFoundError,
 )
 from course_signup.domain.models import Course, utcnow
-from course_signup.services.admission import Admissions
+from course_signup.services.admission import Admissions, Admitter
 from course_signup.services.unit_of_work import UnitOfWork
 from course_signup.settings import Settings
 
@@ -45,8 +45,6 @@ log = logging.getLogger("course_signup.admission")
 
 class QueueAdmissions:
     """The queue mode's `admit` and `drop` (the Admitter protocol), and its catalogue hooks."""
-
-    queued = True
 
     def __init__(self, state: AdmissionState, queue: AdmissionQueue, settings: Settings, engine: AsyncEngine) -> None:
         self.state = state
@@ -291,6 +289,11 @@ class _DeadlineClearer:
 
 def _decode_seq(message: bytes) -> int:
     return int(decode(message)["s"])
+
+
+def queued(admissions: Admitter | None) -> QueueAdmissions | None:
+    """The queue mode's admitter, when that is the mode; None in database mode."""
+    return admissions if isinstance(admissions, QueueAdmissions) else None
 
 
 @dataclass
