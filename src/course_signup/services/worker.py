@@ -39,14 +39,12 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from course_signup.adapters.admission_queue import AdmissionQueue, BrokerUnavailableError, queue_name
-from course_signup.adapters.admission_state import PREFIX, AdmissionState, CourseConfig, decode, settings_of
+from course_signup.adapters.admission_state import PREFIX, AdmissionState, decode, settings_of
 from course_signup.adapters.repositories.decisions import DecisionRepository
-from course_signup.domain.models import Course
 from course_signup.settings import Settings
 
 log = logging.getLogger("course_signup.worker")
@@ -262,39 +260,31 @@ class Worker:
             return 0
         changed = 0
         async with self.engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    select(
-                        Course.course_id, Course.capacity, Course.registration_opens_at, Course.registration_closes_at
-                    ).with_for_update(skip_locked=True)
-                )
-            ).all()
-            held = await self.state.configs([row.course_id for row in rows])
+            repository = DecisionRepository(connection)
+            configs = await repository.configs_not_being_changed()
+            held = await self.state.configs([config.course_id for config in configs])
             missing = []
-            for row in rows:
-                config = CourseConfig(*row)
-                state = held[row.course_id]
+            for config in configs:
+                state = held[config.course_id]
                 if state is None:
-                    missing.append(row.course_id)
+                    missing.append(config.course_id)
                     continue
                 settings, deleting = state
                 if deleting:  # not locked, so no delete is running: the one that marked it failed
-                    await self.state.keep(row.course_id)
+                    await self.state.keep(config.course_id)
                     changed += 1
                 if settings != settings_of(config):
                     if await self.state.configure(config) == "below":
-                        log.error("course %s: capacity under the seats taken; left as it was", row.course_id)
+                        log.error("course %s: capacity under the seats taken; left as it was", config.course_id)
                     changed += 1
-            for course in await DecisionRepository(connection).states(missing) if missing else []:
+            for course in await repository.states(missing) if missing else []:
                 await self.state.create(course.config, ticket=course.ticket, seq=course.seq)
                 changed += 1
-        known = {row.course_id for row in rows}
+        known = {config.course_id for config in configs}
         orphans = [course_id for course_id in await self.state.course_ids() if course_id not in known]
         if orphans:
             async with self.engine.connect() as connection:
-                existing = set(
-                    (await connection.execute(select(Course.course_id).where(Course.course_id.in_(orphans)))).scalars()
-                )
+                existing = await DecisionRepository(connection).existing(orphans)
             for course_id in orphans:
                 if course_id not in existing:  # deleted from the catalogue, not taken out of the state
                     await self.state.removed(course_id)

@@ -59,7 +59,10 @@ class DecisionRepository:
         existing = set(
             (
                 await self.connection.execute(
-                    select(Course.course_id).where(Course.course_id.in_(ids)).order_by(Course.course_id).with_for_update()
+                    select(Course.course_id)
+                    .where(Course.course_id.in_(ids))
+                    .order_by(Course.course_id)
+                    .with_for_update()
                 )
             ).scalars()
         )
@@ -196,6 +199,21 @@ class DecisionRepository:
                 writes.enrolled += 1
                 writes.waitlisted -= 1
                 writes.events.append(_event(course_id, EventType.PROMOTED, student, message))
+
+    async def configs_not_being_changed(self) -> list[CourseConfig]:
+        """Every course's capacity and window, its row locked until the transaction ends; rows a
+        registrar is changing right now (locked) are left out."""
+        rows = await self.connection.execute(
+            select(
+                Course.course_id, Course.capacity, Course.registration_opens_at, Course.registration_closes_at
+            ).with_for_update(skip_locked=True)
+        )
+        return [CourseConfig(*row) for row in rows]
+
+    async def existing(self, course_ids: Sequence[str]) -> set[str]:
+        """Those of these courses the catalogue has."""
+        query = select(Course.course_id).where(Course.course_id.in_(list(course_ids)))
+        return set((await self.connection.execute(query)).scalars())
 
     async def states(self, course_ids: Iterable[str] | None = None) -> list[CourseState]:
         """Every course's admission state (or these courses'), as the database has it."""
