@@ -117,16 +117,6 @@ class AdmissionQueue:
             queue = await self._channel.get_queue(queue_name(shard))
             await queue.consume(callback, no_ack=False)
 
-    async def depth(self) -> int:
-        """Messages ready on the shard queues (not counting those delivered and not yet acknowledged)."""
-        if self._channel is None:
-            raise BrokerUnavailableError("not connected")
-        total = 0
-        for shard in range(self.shards):
-            queue = await self._channel.declare_queue(queue_name(shard), passive=True)
-            total += queue.declaration_result.message_count or 0
-        return total
-
     async def ping(self) -> None:
         if not self.ready:
             raise BrokerUnavailableError("not connected")
