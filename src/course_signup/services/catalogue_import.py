@@ -13,7 +13,7 @@ from course_signup.domain import rules
 from course_signup.domain.errors import AdmissionUnavailableError, CourseNotFoundError, DomainError
 from course_signup.domain.models import utcnow
 from course_signup.services.admission import Admitter
-from course_signup.services.courses import apply_changes, new_course
+from course_signup.services.courses import apply_changes, new_course, put_back
 from course_signup.services.queue_admission import queued
 from course_signup.services.unit_of_work import UnitOfWork
 
@@ -70,9 +70,9 @@ async def import_courses(
                 course_id = fields.pop("course_id")
                 imported.append(course_id)
                 try:
-                    if queue is not None:
-                        configured.append(CourseConfig.of(await uow.courses.get(course_id, for_update=True)))
-                    await apply_changes(uow, course_id=course_id, changes=fields, at=now, queue=queue)
+                    await apply_changes(
+                        uow, course_id=course_id, changes=fields, at=now, queue=queue, configured=configured
+                    )
                     changed += 1
                 except CourseNotFoundError:
                     if await uow.courses.add(new_course(course_id, at=now, **fields)):
@@ -87,9 +87,7 @@ async def import_courses(
                 raise CatalogueImportError(problems)  # leaving the unit of work rolls every row back
             await uow.commit()
     except BaseException:
-        if queue is not None:
-            for config in configured:
-                await queue.restore_config(config)
+        await put_back(queue, configured)
         raise
     if queue is not None:
         await queue.imported(uow, imported)

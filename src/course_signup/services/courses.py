@@ -114,14 +114,15 @@ async def change_course(
 ) -> Course:
     """Change catalogue fields; raising capacity promotes waitlisted students in order."""
     queue = queued(admissions)
+    configured: list[CourseConfig] = []
     async with uow:
-        before = CourseConfig.of(await uow.courses.get(course_id, for_update=True)) if queue else None
-        course = await apply_changes(uow, course_id=course_id, changes=changes, at=utcnow(), queue=queue)
         try:
+            course = await apply_changes(
+                uow, course_id=course_id, changes=changes, at=utcnow(), queue=queue, configured=configured
+            )
             await uow.commit()
         except BaseException:
-            if queue is not None and before is not None:  # the state took the new settings: put them back
-                await queue.restore_config(before)
+            await put_back(queue, configured)
             raise
     if queue is not None:
         await queue.promote(course_id)
@@ -131,13 +132,20 @@ async def change_course(
 
 
 async def apply_changes(
-    uow: UnitOfWork, *, course_id: str, changes: dict[str, Any], at: datetime, queue: QueueAdmissions | None = None
+    uow: UnitOfWork,
+    *,
+    course_id: str,
+    changes: dict[str, Any],
+    at: datetime,
+    queue: QueueAdmissions | None = None,
+    configured: list[CourseConfig] | None = None,
 ) -> Course:
     """Change a course inside the caller's transaction, promoting from the waitlist if seats opened.
 
     In queue mode (`queue`) the seats are counted in Redis: the capacity is checked and set there,
     atomically against the live count, while this transaction holds the course's row (the worker's
-    writes to it wait); the caller promotes through the queue after the commit.
+    writes to it wait). The settings it replaced go into `configured`, for the caller to `put_back`
+    if its transaction fails; the caller promotes through the queue after the commit.
     """
     unknown = set(changes) - set(CATALOGUE_FIELDS)
     if unknown:
@@ -148,18 +156,23 @@ async def apply_changes(
     if queue is not None:
         before = CourseConfig.of(course)
         await queue.configure(course, merged)
-        try:
-            if changes:
-                await uow.courses.change(course_id, {**changes, "updated_at": at})
-            return await uow.courses.get(course_id)
-        except BaseException:
-            await queue.restore_config(before)
-            raise
+        if configured is not None:
+            configured.append(before)
+        if changes:
+            await uow.courses.change(course_id, {**changes, "updated_at": at})
+        return await uow.courses.get(course_id)
     rules.ensure_capacity_allowed(merged["capacity"], enrolled=course.enrolled)
     if changes:
         await uow.courses.change(course_id, {**changes, "updated_at": at})
     await promote_waitlisted(uow, course_id, at=at)
     return await uow.courses.get(course_id)
+
+
+async def put_back(queue: QueueAdmissions | None, configured: list[CourseConfig]) -> None:
+    """Queue mode: the admission state takes back the settings of changes whose transaction failed."""
+    if queue is not None:
+        for config in reversed(configured):
+            await queue.restore_config(config)
 
 
 async def _live_seats(admissions: Admitter | None, rows: list[Course]) -> None:
